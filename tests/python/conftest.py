@@ -1,0 +1,36 @@
+"""Shared set-up for the kerasswa tests.
+
+Each pytest process runs on one Keras backend, chosen by `KERAS_BACKEND`
+(`make test` runs the suite once per backend).
+"""
+
+import os
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+BACKEND = keras.config.backend()
+
+
+def pytest_report_header(config):
+    return f"keras {keras.__version__}, backend {BACKEND}, numpy {np.__version__}"
+
+
+def to_numpy(value):
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def tensor(values, dtype="float32"):
+    """A backend tensor (the torch backend refuses NumPy gradients)."""
+    return keras.ops.convert_to_tensor(np.asarray(values, dtype=dtype))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.backend.clear_session()
