@@ -344,11 +344,11 @@ class SWA(keras.optimizers.Optimizer):
         >>> opt = SWA(keras.optimizers.SGD(1.0), average_period=1)
         >>> for _ in range(3):
         ...     opt.apply([keras.ops.full((2,), 0.1)], [w])
-        >>> np.round(keras.ops.convert_to_numpy(w), 4).tolist()
-        [0.7, 0.7]
+        >>> print(keras.ops.convert_to_numpy(w).round(4))  # training weights
+        [0.7 0.7]
         >>> opt.assign_average_vars([w])
-        >>> np.round(keras.ops.convert_to_numpy(w), 4).tolist()
-        [0.8, 0.8]
+        >>> print(keras.ops.convert_to_numpy(w).round(4))  # mean of 0.9, 0.8, 0.7
+        [0.8 0.8]
         """
         for variable, average in self._averaged_pairs(
             var_list, "assign_average_vars"
