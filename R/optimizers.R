@@ -1,0 +1,140 @@
+#' Stochastic Weight Averaging optimizer
+#'
+#' Wraps a Keras 3 optimizer so that, beside the weights it trains, it keeps
+#' the running mean of the weights along the training trajectory: Stochastic
+#' Weight Averaging (SWA; Izmailov et al., 2018, "Averaging Weights Leads to
+#' Wider Optima and Better Generalization"). The averaged model usually sits
+#' in a flatter region of the loss surface and generalizes better than the
+#' last weights.
+#'
+#' @param optimizer The original optimizer that will be used to compute and
+#'   apply the gradients: a Keras 3 optimizer object (keras3's
+#'   `optimizer_sgd()`, or `keras$optimizers$SGD()` from
+#'   `reticulate::import("keras")`), or the name of one, such as `"sgd"` or
+#'   `"adam"`. An object is used, not copied: `learning_rate` and `decay`
+#'   change its learning rate.
+#' @param start_averaging The number of steps (updates) before averaging
+#'   starts: a whole number >= 0. The first snapshot of the weights is taken
+#'   at update `start_averaging`, counting the first update as update 0.
+#' @param average_period The frequency of snapshots: after the first, a
+#'   snapshot is taken every `average_period` updates. A whole number >= 1.
+#' @param name The name of the optimizer, and the prefix of the names of
+#'   its variables.
+#' @param sequential_update Whether the averaging happens after the update
+#'   of the weights. `TRUE` (the default) averages the weights as the update
+#'   leaves them; `FALSE` averages the weights as they were just before it.
+#' @param clipnorm `NULL`, or a number > 0: each gradient is clipped to this
+#'   L2 norm before the inner optimizer sees it.
+#' @param clipvalue `NULL`, or a number > 0: each gradient element is clipped
+#'   to `[-clipvalue, clipvalue]` before the inner optimizer sees it.
+#' @param decay `NULL`, or a number >= 0: Keras 2's time-inverse decay of the
+#'   inner optimizer's learning rate, which becomes
+#'   `learning_rate / (1 + decay * iterations)`. `0` keeps it constant.
+#' @param lr Deprecated alias of `learning_rate`, kept for code written for
+#'   Keras 2 and tfaddons. Gives a deprecation warning.
+#' @param ... Two more arguments of the Python `SWA` class, by name:
+#'   `global_clipnorm` (`NULL`, or a number > 0: all gradients together are
+#'   clipped to this global norm) and `learning_rate` (`NULL`, or a number >
+#'   0 that replaces the inner optimizer's learning rate). At most one of
+#'   `clipnorm`, `clipvalue` and `global_clipnorm` may be given.
+#'
+#' @details
+#' Every update is first made by the inner `optimizer`. Let `t` be the number
+#' of updates made before the current one (0 for the first update),
+#' `m = start_averaging` and `k = average_period`. The update is a *snapshot*
+#' when `t >= m` and `(t - m) %% k == 0`. At a snapshot, each trainable
+#' weight's average `avg` becomes `avg + (w - avg) / (n + 1)`, where `w` is
+#' the weight and `n` the number of snapshots taken before: the average is
+#' always the plain mean of the snapshots. Updates that are not snapshots do
+#' no averaging work.
+#'
+#' The result is used like any Keras optimizer: with keras3,
+#' `compile(model, optimizer = optimizer_swa(optimizer_sgd(0.01)), ...)`;
+#' with reticulate alone, `model$compile(optimizer = optimizer_swa(...))`.
+#'
+#' The averaging never changes the weights being trained. Once training is
+#' over, copy the averages into the model with [swa_assign_averages()]; to
+#' look at the averaged model in the middle of training, use
+#' [swa_evaluate()] or [with_swa_weights()].
+#'
+#' The rule and the arguments are those of `optimizer_swa()` in the tfaddons
+#' package (`tfa.optimizers.SWA` in Python), with its defects fixed:
+#' * assigning the averages before the first snapshot leaves the weights
+#'   alone, with a warning, where tfaddons overwrote them with zeros;
+#' * non-trainable variables, such as batch-normalization statistics, have
+#'   no average and are left alone, where tfaddons failed;
+#' * `lr` and `decay` take effect, where tfaddons accepted and ignored them;
+#' * every argument is checked when the optimizer is created, with an error
+#'   that names it, instead of failing later inside TensorFlow.
+#'
+#' @returns The Python `kerasswa.SWA` optimizer object, to pass as
+#'   `optimizer` to keras3's `compile()` or to `model$compile()`.
+#'
+#' @family swa
+#' @export
+#'
+#' @examplesIf reticulate::py_module_available("kerasswa.swa")
+#' keras <- reticulate::import("keras")
+#' opt <- keras$optimizers$SGD(learning_rate = 0.01)
+#' swa <- optimizer_swa(opt, start_averaging = 5, average_period = 2)
+#' swa$start_averaging
+#' swa$average_period
+#'
+#' # Train a linear model with SWA on data made here. Its 16 updates
+#' # (64 samples, batches of 8, 2 epochs) include 6 snapshots: updates 5, 7,
+#' # 9, 11, 13 and 15.
+#' model <- keras$Sequential(list(
+#'   keras$Input(shape = list(4L)),
+#'   keras$layers$Dense(1L)
+#' ))
+#' model$compile(optimizer = swa, loss = "mse")
+#' x <- matrix(runif(256), ncol = 4)
+#' y <- matrix(rowSums(x))
+#' history <- model$fit(x, y, batch_size = 8L, epochs = 2L, verbose = 0L)
+#' swa_snapshot_count(model)
+#'
+#' # Keep the averaged weights as the model's weights.
+#' swa_assign_averages(model)
+optimizer_swa <- function(optimizer,
+                          start_averaging = 0,
+                          average_period = 10,
+                          name = "SWA",
+                          sequential_update = TRUE,
+                          clipnorm = NULL,
+                          clipvalue = NULL,
+                          decay = NULL,
+                          lr = NULL,
+                          ...) {
+  dots <- check_dots(list(...), allowed = c("global_clipnorm", "learning_rate"))
+  global_clipnorm <- dots$global_clipnorm
+  learning_rate <- dots$learning_rate
+  if (!is.null(lr)) {
+    if (!is.null(learning_rate))
+      stop_kerasswa(
+        sprintf(paste0("Give `learning_rate` or its deprecated alias `lr`, ",
+                       "not both.\nReceived: lr = %s, learning_rate = %s"),
+                describe_value(lr), describe_value(learning_rate)),
+        call = sys.call()
+      )
+    learning_rate <- as_optional_rate(lr)
+    warning(warningCondition(
+      "`lr` is deprecated: use `learning_rate` instead.",
+      class = "deprecatedWarning", call = sys.call()
+    ))
+  }
+
+  # Checked first, so that a bad value never reaches (or starts) Python.
+  args <- list(
+    optimizer = check_optimizer(optimizer),
+    start_averaging = as_count(start_averaging, minimum = 0L),
+    average_period = as_count(average_period, minimum = 1L),
+    name = check_string(name),
+    sequential_update = check_flag(sequential_update),
+    clipnorm = as_optional_rate(clipnorm),
+    clipvalue = as_optional_rate(clipvalue),
+    global_clipnorm = as_optional_rate(global_clipnorm),
+    decay = as_optional_rate(decay, allow_zero = TRUE),
+    learning_rate = as_optional_rate(learning_rate)
+  )
+  do.call(swa_python()$SWA, args)
+}
