@@ -2,11 +2,17 @@
 
 `kerasswa.SWA` wraps any Keras 3 optimizer and keeps the running mean of the
 weights along its trajectory, with the contract of TensorFlow Addons'
-`tfa.optimizers.SWA` and its defects fixed.
+`tfa.optimizers.SWA` and its defects fixed. Around it, as in PyTorch's
+`torch.optim.swa_utils`: `update_bn` (batch-norm statistics for the averaged
+weights), `SWALearningRateSchedule` (the learning rate of the SWA recipe) and
+`SWACallback` (finish a `fit` with the averaged model).
 """
 
+from kerasswa.batchnorm import update_bn
+from kerasswa.callbacks import SWACallback
+from kerasswa.schedules import SWALearningRateSchedule
 from kerasswa.swa import SWA
 
 __version__ = "0.1.0"
 
-__all__ = ["SWA", "__version__"]
+__all__ = ["SWA", "SWACallback", "SWALearningRateSchedule", "update_bn", "__version__"]

@@ -412,20 +412,13 @@ class SWA(keras.optimizers.Optimizer):
     def _averaged_pairs(self, var_list, caller):
         """Yields `(variable, average)` for the variables of `var_list` that
         have an average; validates the list first, so nothing is half done."""
-        if not self.built:
-            raise ValueError(
-                f"`{caller}` needs a built SWA optimizer: train first, or "
-                "call `optimizer.build(model.trainable_variables)`."
-            )
-        if isinstance(var_list, keras.Variable) or not hasattr(
-            var_list, "__iter__"
-        ):
+        if isinstance(var_list, keras.Variable) or not hasattr(var_list, "__iter__"):
             raise TypeError(
                 f"`var_list` must be a list of variables, such as "
                 f"`model.variables`. Received: var_list={var_list!r}"
             )
         pairs = []
-        for variable in var_list:
+        for variable in var_list if self.built else []:
             if not getattr(variable, "trainable", False):
                 continue
             key = self._var_key(variable)

@@ -121,11 +121,13 @@ def test_assign_refuses_trainable_variables_it_does_not_know():
     np.testing.assert_allclose(to_numpy(weights), [-0.1, -0.1], atol=1e-7)
 
 
-def test_assign_before_build_says_what_to_do():
+def test_assign_on_an_unbuilt_optimizer_warns_and_changes_nothing():
+    weights = keras.Variable(np.array([1.0, 2.0], "float32"))
     optimizer = SWA("sgd")
-    with pytest.raises(ValueError, match="needs a built SWA optimizer"):
-        optimizer.assign_average_vars([keras.Variable(np.zeros(1, "float32"))])
-    optimizer.build([keras.Variable(np.zeros(1, "float32"))])
+    for method in (optimizer.assign_average_vars, optimizer.swap_average_vars):
+        with pytest.warns(UserWarning, match="no snapshot has been taken yet"):
+            method([weights])
+    np.testing.assert_array_equal(to_numpy(weights), [1.0, 2.0])
     with pytest.raises(TypeError, match="var_list"):
         optimizer.assign_average_vars(3)
 

@@ -1,0 +1,261 @@
+"""`SWACallback`: finishes a `fit` the SWA way, and scores the average as it goes."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from typing import Any, Iterator, List, Optional
+
+import keras
+from keras import ops
+
+from kerasswa import _validation
+from kerasswa.batchnorm import update_bn
+from kerasswa.swa import SWA
+
+
+class SWACallback(keras.callbacks.Callback):
+    """Ends training with the averaged weights, batch norm included.
+
+    At the end of `fit` (or after epoch `finish_after_epoch`, which then
+    stops training) the callback assigns the SWA averages to the model and
+    makes its batch-norm statistics match them: recomputed with `update_bn`
+    over `bn_data`, or, with `average_non_trainable=True`, replaced by their
+    own averages over the snapshot steps (PyTorch's `use_buffers=True`).
+
+    Given `validation_data`, it also scores the averaged model at the end of
+    every epoch and logs the results with the prefix `val_swa_` (e.g.
+    `val_swa_loss`; NaN before the first snapshot). Training is not
+    disturbed: the training weights and statistics are put back afterwards.
+
+    Several `fit` calls in a row continue one trajectory: when a later `fit`
+    starts, the callback puts back the training weights and statistics it
+    replaced at the end of the previous one (it keeps a copy of them in
+    between), and the optimizer's averages carry on. So `fit(epochs=5)`
+    twice ends where `fit(epochs=10)` ends. A model saved in between holds
+    the averaged weights.
+
+    Args:
+        bn_data: Inputs for `update_bn` (arrays, a `tf.data.Dataset`, a
+            `PyDataset`, an iterable of batches), usually the training
+            inputs. `None` leaves the statistics as they are.
+        bn_batch_size: Batch size for array `bn_data`. Defaults to 32.
+        bn_steps: Number of batches of `bn_data` to use; `None` for all.
+        validation_data: `(x, y)` or `(x, y, sample_weight)` to score the
+            averaged model on at each epoch end; `None` to skip that.
+        validation_batch_size: Batch size for `validation_data`.
+        finish_after_epoch: Integer >= 1 or `None`: finish after this epoch
+            (counted from 1, as the progress bar shows) and stop training;
+            `None` finishes at the end of `fit`.
+        average_non_trainable: Boolean. Average the model's non-trainable
+            float variables (batch-norm statistics) at each snapshot, beside
+            the weights, instead of recomputing them. This reads the model
+            after every batch (use `steps_per_execution=1`), keeps one more
+            copy of those variables, and is not saved with the model.
+            Excludes `bn_data`.
+        verbose: 0 or 1: progress of the batch-norm refresh.
+
+    Example:
+
+    >>> import numpy as np, keras
+    >>> from kerasswa import SWA, SWACallback
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8),
+    ...                          keras.layers.BatchNormalization(),
+    ...                          keras.layers.Dense(1)])
+    >>> model.compile(optimizer=SWA("sgd", start_averaging=8, average_period=2),
+    ...               loss="mse")
+    >>> x = np.random.rand(64, 4).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> history = model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+    ...                     callbacks=[SWACallback(bn_data=x,
+    ...                                            validation_data=(x, y))])
+    >>> np.isnan(history.history["val_swa_loss"]).tolist()  # first snapshot in epoch 2
+    [True, False, False]
+    """
+
+    def __init__(
+        self,
+        bn_data: Any = None,
+        bn_batch_size: int = 32,
+        bn_steps: Optional[int] = None,
+        validation_data: Any = None,
+        validation_batch_size: Optional[int] = None,
+        finish_after_epoch: Optional[int] = None,
+        average_non_trainable: bool = False,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__()
+        self.average_non_trainable = _validation.check_bool(
+            "average_non_trainable", average_non_trainable
+        )
+        if bn_data is not None and self.average_non_trainable:
+            raise ValueError(
+                "Give `bn_data` (recompute the batch-norm statistics) or "
+                "`average_non_trainable=True` (average them), not both."
+            )
+        if validation_data is not None and not (
+            isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)
+        ):
+            raise TypeError(
+                "`validation_data` must be a tuple `(x, y)` or "
+                "`(x, y, sample_weight)`. Received: "
+                f"validation_data of type {type(validation_data).__name__}"
+            )
+        self.bn_data = bn_data
+        self.bn_batch_size = _validation.check_count("bn_batch_size", bn_batch_size, minimum=1)
+        self.bn_steps = (
+            None if bn_steps is None else _validation.check_count("bn_steps", bn_steps, minimum=1)
+        )
+        self.validation_data = validation_data
+        self.validation_batch_size = (
+            None
+            if validation_batch_size is None
+            else _validation.check_count("validation_batch_size", validation_batch_size, minimum=1)
+        )
+        self.finish_after_epoch = (
+            None
+            if finish_after_epoch is None
+            else _validation.check_count("finish_after_epoch", finish_after_epoch, minimum=1)
+        )
+        if verbose not in (0, 1, True, False):
+            raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
+        self.verbose = int(verbose)
+        self._swa: Optional[SWA] = None
+        self._finished = False
+        self._saved_training_values: Optional[List[Any]] = None
+        self._non_trainable_averages: Optional[List[Any]] = None
+        self._non_trainable_count = 0
+        self._seen_snapshots = 0
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self._swa = _find_swa(model)
+        if self._saved_training_values is not None:
+            for variable, value in zip(model.variables, self._saved_training_values):
+                variable.assign(value)
+            self._saved_training_values = None
+        self._finished = False
+        self._seen_snapshots = self._swa.snapshot_count
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.average_non_trainable or self._finished:
+            return
+        model = self.model  # On JAX, this brings the variables up to date.
+        count = self._swa.snapshot_count
+        if count == self._seen_snapshots:
+            return
+        if count - self._seen_snapshots > 1:
+            warnings.warn(
+                "SWACallback saw several snapshots in one batch (is "
+                "`steps_per_execution` > 1?): the non-trainable averages only "
+                "include the state at batch ends.",
+                stacklevel=2,
+            )
+        self._seen_snapshots = count
+        current = [v.value for v in _averaged_non_trainable(model)]
+        if self._non_trainable_averages is None:
+            self._non_trainable_averages = [ops.copy(value) for value in current]
+        else:
+            n = self._non_trainable_count
+            self._non_trainable_averages = [
+                average + (value - average) / (n + 1)
+                for average, value in zip(self._non_trainable_averages, current)
+            ]
+        self._non_trainable_count += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.validation_data is not None and logs is not None:
+            logs.update(self._score_average(logs))
+        if self.finish_after_epoch is not None and epoch + 1 >= self.finish_after_epoch:
+            self._finish()
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if not self._finished:
+            self._finish()
+
+    def _score_average(self, logs: dict) -> dict:
+        model = self.model
+        x, y, *rest = self.validation_data
+        sample_weight = rest[0] if rest else None
+        if self._swa.snapshot_count == 0:
+            # The same keys every epoch, so that History's lists line up.
+            names = [name for name in logs if not name.startswith("val_")]
+            return {f"val_swa_{name}": math.nan for name in names}
+        with self._swa_state(model):
+            results = model.evaluate(
+                x,
+                y,
+                sample_weight=sample_weight,
+                batch_size=self.validation_batch_size,
+                verbose=0,
+                return_dict=True,
+            )
+        return {f"val_swa_{name}": float(value) for name, value in results.items()}
+
+    @contextlib.contextmanager
+    def _swa_state(self, model) -> Iterator[None]:
+        """The averaged weights and matching statistics inside; everything
+        as it was afterwards."""
+        non_trainable = model.non_trainable_variables
+        saved = [ops.copy(v.value) for v in non_trainable]
+        with self._swa.use_average_vars(model.trainable_variables):
+            try:
+                self._apply_average_statistics(model)
+                yield
+            finally:
+                for variable, value in zip(non_trainable, saved):
+                    variable.assign(value)
+
+    def _apply_average_statistics(self, model) -> None:
+        if self.average_non_trainable:
+            if self._non_trainable_averages is not None:
+                for variable, average in zip(
+                    _averaged_non_trainable(model), self._non_trainable_averages
+                ):
+                    variable.assign(ops.copy(average))
+        elif self.bn_data is not None:
+            update_bn(
+                model,
+                self.bn_data,
+                batch_size=self.bn_batch_size,
+                steps=self.bn_steps,
+                verbose=self.verbose,
+            )
+
+    def _finish(self) -> None:
+        self._finished = True
+        model = self.model
+        if self._swa.snapshot_count == 0:
+            warnings.warn(
+                "SWACallback kept the training weights: no snapshot was taken "
+                f"during training (the first comes at update "
+                f"{self._swa.start_averaging}).",
+                stacklevel=2,
+            )
+            return
+        self._saved_training_values = [ops.copy(v.value) for v in model.variables]
+        self._swa.assign_average_vars(model.variables)
+        self._apply_average_statistics(model)
+
+
+def _find_swa(model) -> SWA:
+    optimizer = getattr(model, "optimizer", None)
+    # `compile` wraps the optimizer in a LossScaleOptimizer under mixed_float16.
+    inner = getattr(optimizer, "inner_optimizer", None)
+    for candidate in (optimizer, inner):
+        if isinstance(candidate, SWA):
+            return candidate
+    raise TypeError(
+        "SWACallback needs a model compiled with a kerasswa.SWA optimizer. "
+        f"Received a model whose optimizer is {optimizer!r}"
+    )
+
+
+def _averaged_non_trainable(model) -> list:
+    return [
+        v
+        for v in model.non_trainable_variables
+        if keras.backend.is_float_dtype(v.dtype)
+    ]
