@@ -274,6 +274,16 @@ class SWA(keras.optimizers.Optimizer):
         return ops.equal(ops.mod(raw_steps + 1, steps), 0)
 
     def _snapshot_if(self, take):
+        if _needs_tf_merge_call():
+            # tf.distribute cannot assign mirrored variables inside a `cond`
+            # in replica context; as Keras's LossScaleOptimizer does, take the
+            # decision in cross-replica context.
+            import tensorflow as tf
+
+            tf.distribute.get_replica_context().merge_call(
+                self._cross_replica_snapshot_if, args=(take,)
+            )
+            return
         decided = _concrete_bool(take)
         if decided is not None:
             # Eager: decide in Python. (JAX's `cond` would trace and compile
@@ -295,6 +305,15 @@ class SWA(keras.optimizers.Optimizer):
                 lambda: self._assign_snapshot(*self._snapshot_values()),
                 lambda: None,
             )
+
+    def _cross_replica_snapshot_if(self, strategy, take):
+        # Every replica computed the same decision from the same counter.
+        take = strategy.experimental_local_results(take)[0]
+        keras_backend.cond(
+            take,
+            lambda: self._assign_snapshot(*self._snapshot_values()),
+            lambda: None,
+        )
 
     def _snapshot_values(self):
         count = self._snapshot_count.value
@@ -472,6 +491,20 @@ class SWA(keras.optimizers.Optimizer):
                 inner, custom_objects=custom_objects
             )
         return cls(inner, **config)
+
+
+def _needs_tf_merge_call() -> bool:
+    """Whether this runs in a tf.distribute replica context whose strategy
+    synchronizes variable updates through `merge_call`."""
+    if keras.config.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return (
+        tf.distribute.has_strategy()
+        and not tf.distribute.in_cross_replica_context()
+        and not tf.__internal__.distribute.strategy_supports_no_merge_call()
+    )
 
 
 def _concrete_bool(value) -> Optional[bool]:
