@@ -24,7 +24,19 @@ describe_value <- function(x) {
     return(sprintf("<Python object of class %s>", class(x)[[1]]))
   if (is.function(x))
     return("<function>")
-  text <- paste(deparse(x, width.cutoff = 60L, nlines = 3L), collapse = " ")
+  # Data would deparse into a wall of numbers; its shape says more.
+  if (is.atomic(x) && length(dim(x)) > 0L)
+    return(sprintf("<%s array of dimensions %s>", typeof(x),
+                   paste(dim(x), collapse = " x ")))
+  text <- if (is.list(x) && !is.object(x) && length(x) > 0L) {
+    items <- vapply(x, describe_value, "", USE.NAMES = FALSE)
+    labels <- names(x)
+    if (!is.null(labels))
+      items <- ifelse(nzchar(labels), paste(labels, "=", items), items)
+    paste0("list(", paste(items, collapse = ", "), ")")
+  } else {
+    paste(deparse(x, width.cutoff = 60L, nlines = 3L), collapse = " ")
+  }
   if (nchar(text) > 80L)
     text <- paste0(substr(text, 1L, 77L), "...")
   text
@@ -37,26 +49,47 @@ is_single_number <- function(x) {
 # R's `10` is a double: whole numbers go to Python as integers from here, the
 # one place that coerces them, so that nobody has to write `10L`.
 as_count <- function(x, minimum, arg = deparse(substitute(x)),
-                     call = sys.call(-1L)) {
+                     call = sys.call(-1L),
+                     expected = "a single whole number") {
   if (!is_single_number(x) || x != trunc(x) || x < minimum ||
       x > .Machine$integer.max)
-    stop_bad_argument(arg, x, sprintf("a single whole number >= %d", minimum),
-                      call)
+    stop_bad_argument(arg, x, sprintf("%s >= %d", expected, minimum), call)
   as.integer(x)
 }
 
 # `NULL` stands for Python's `None` and passes through unchanged.
+as_optional_count <- function(x, minimum, arg = deparse(substitute(x)),
+                              call = sys.call(-1L)) {
+  if (is.null(x))
+    return(NULL)
+  as_count(x, minimum, arg = arg, call = call,
+           expected = "NULL or a single whole number")
+}
+
+as_rate <- function(x, allow_zero = FALSE, arg = deparse(substitute(x)),
+                    call = sys.call(-1L), expected = "a single finite number") {
+  if (!is_single_number(x) || x < 0 || (x == 0 && !allow_zero)) {
+    bound <- if (allow_zero) ">= 0" else "> 0"
+    stop_bad_argument(arg, x, paste(expected, bound), call)
+  }
+  as.double(x)
+}
+
 as_optional_rate <- function(x, allow_zero = FALSE,
                              arg = deparse(substitute(x)),
                              call = sys.call(-1L)) {
   if (is.null(x))
     return(NULL)
-  if (!is_single_number(x) || x < 0 || (x == 0 && !allow_zero)) {
-    bound <- if (allow_zero) ">= 0" else "> 0"
-    stop_bad_argument(arg, x, paste("NULL or a single finite number", bound),
-                      call)
-  }
-  as.double(x)
+  as_rate(x, allow_zero, arg = arg, call = call,
+          expected = "NULL or a single finite number")
+}
+
+# Progress output of the Python functions: 0 (silent) or 1 (a progress bar).
+as_verbose <- function(x, arg = deparse(substitute(x)), call = sys.call(-1L)) {
+  if (!(is.numeric(x) || is.logical(x)) || length(x) != 1L || is.na(x) ||
+      !x %in% c(0, 1))
+    stop_bad_argument(arg, x, "0, 1, FALSE or TRUE", call)
+  as.integer(x)
 }
 
 check_flag <- function(x, arg = deparse(substitute(x)), call = sys.call(-1L)) {
@@ -70,6 +103,70 @@ check_string <- function(x, arg = deparse(substitute(x)),
   if (!is.character(x) || length(x) != 1L || is.na(x) || !nzchar(x))
     stop_bad_argument(arg, x, "a single non-empty string", call)
   x
+}
+
+check_optional_string <- function(x, arg = deparse(substitute(x)),
+                                  call = sys.call(-1L)) {
+  if (!is.null(x) && (!is.character(x) || length(x) != 1L || is.na(x) ||
+                      !nzchar(x)))
+    stop_bad_argument(arg, x, "NULL or a single non-empty string", call)
+  x
+}
+
+# match.arg() with the choices in the caller's formals, whose own error names
+# `arg` rather than the argument.
+match_choice <- function(x, arg = deparse(substitute(x)),
+                         call = sys.call(-1L)) {
+  choices <- eval(formals(sys.function(-1L))[[arg]])
+  tryCatch(
+    match.arg(x, choices),
+    error = function(e) stop_bad_argument(
+      arg, x, paste("one of", paste0("\"", choices, "\"", collapse = ", ")),
+      call
+    )
+  )
+}
+
+# Data handed to a Keras model: an R array (a vector becomes a 1-d array, as
+# Keras wants, where reticulate would make it a Python list), a list of them
+# for a model with several inputs, or a Python object (a NumPy array, a
+# tf.data.Dataset, a PyDataset, a generator), which Python judges.
+as_model_data <- function(x, arg = deparse(substitute(x)),
+                          call = sys.call(-1L)) {
+  force(arg)  # before `x` changes
+  if (inherits(x, "python.builtin.object"))
+    return(x)
+  if (is.numeric(x) && length(x) > 0L && !is.object(x) && !anyNA(x)) {
+    if (is.null(dim(x)))
+      x <- as.array(x)
+    return(x)
+  }
+  if (is.list(x) && !is.object(x) && length(x) > 0L) {
+    for (i in seq_along(x))
+      x[i] <- list(as_model_data(x[[i]], arg = sprintf("%s[[%d]]", arg, i),
+                                 call = call))
+    return(x)
+  }
+  stop_bad_argument(arg, x, paste(
+    "an R array or matrix of numbers without NA, a list of them (one per",
+    "input), or a Python object such as a NumPy array or a tf.data.Dataset"),
+    call)
+}
+
+# `(x, y)` or `(x, y, sample_weight)`: from R, a list of 2 or 3 (made a
+# Python tuple by the caller, which starts Python), or a Python tuple.
+as_validation_data <- function(x, arg = deparse(substitute(x)),
+                               call = sys.call(-1L)) {
+  if (is.null(x))
+    return(NULL)
+  if (inherits(x, "python.builtin.tuple") &&
+      reticulate::py_len(x) %in% 2:3)
+    return(x)
+  if (!is.list(x) || is.object(x) || !length(x) %in% 2:3)
+    stop_bad_argument(arg, x, paste(
+      "NULL or a list of 2 or 3 elements: list(x, y) or",
+      "list(x, y, sample_weight)"), call)
+  as_model_data(x, arg = arg, call = call)
 }
 
 # Only these Python objects can be trained with; Keras 2 (tf_keras) optimizers

@@ -12,7 +12,8 @@
 #'
 #' Only trainable weights have an average. Non-trainable variables, such as
 #' batch-normalization statistics, are left as they are (they describe the
-#' training weights, not their average).
+#' training weights, not their average): recompute them with
+#' [swa_update_bn()], or let [callback_swa()] do both at the end of `fit()`.
 #'
 #' Before the first snapshot there is no average yet (see `start_averaging`
 #' in [optimizer_swa()]): the functions then warn and leave the model's

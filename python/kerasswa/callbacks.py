@@ -15,6 +15,12 @@ from kerasswa.batchnorm import update_bn
 from kerasswa.swa import SWA
 
 
+# The attribute of the SWA optimizer where a finished `fit` leaves the training
+# values that the averages replaced, for the next `fit` to resume from. On the
+# optimizer rather than the callback, so that a new callback finds them too.
+_KEPT_TRAINING_VALUES = "_kerasswa_training_values"
+
+
 class SWACallback(keras.callbacks.Callback):
     """Ends training with the averaged weights, batch norm included.
 
@@ -30,11 +36,12 @@ class SWACallback(keras.callbacks.Callback):
     disturbed: the training weights and statistics are put back afterwards.
 
     Several `fit` calls in a row continue one trajectory: when a later `fit`
-    starts, the callback puts back the training weights and statistics it
-    replaced at the end of the previous one (it keeps a copy of them in
-    between), and the optimizer's averages carry on. So `fit(epochs=5)`
-    twice ends where `fit(epochs=10)` ends. A model saved in between holds
-    the averaged weights.
+    with an `SWACallback` (this one or a new one) starts, the training
+    weights and statistics replaced at the end of the previous one are put
+    back (a copy of them is kept on the optimizer in between), and the
+    optimizer's averages carry on. So `fit(epochs=5)` twice ends where
+    `fit(epochs=10)` ends. A model saved in between holds the averaged
+    weights; a `fit` without the callback trains on from them.
 
     Args:
         bn_data: Inputs for `update_bn` (arrays, a `tf.data.Dataset`, a
@@ -42,8 +49,9 @@ class SWACallback(keras.callbacks.Callback):
             inputs. `None` leaves the statistics as they are.
         bn_batch_size: Batch size for array `bn_data`. Defaults to 32.
         bn_steps: Number of batches of `bn_data` to use; `None` for all.
-        validation_data: `(x, y)` or `(x, y, sample_weight)` to score the
-            averaged model on at each epoch end; `None` to skip that.
+        validation_data: A tuple (or list) `(x, y)` or `(x, y,
+            sample_weight)` to score the averaged model on at each epoch
+            end; `None` to skip that.
         validation_batch_size: Batch size for `validation_data`.
         finish_after_epoch: Integer >= 1 or `None`: finish after this epoch
             (counted from 1, as the progress bar shows) and stop training;
@@ -123,7 +131,6 @@ class SWACallback(keras.callbacks.Callback):
         self.verbose = int(verbose)
         self._swa: Optional[SWA] = None
         self._finished = False
-        self._saved_training_values: Optional[List[Any]] = None
         self._non_trainable_averages: Optional[List[Any]] = None
         self._non_trainable_count = 0
         self._seen_snapshots = 0
@@ -131,10 +138,11 @@ class SWACallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         self._swa = _find_swa(model)
-        if self._saved_training_values is not None:
-            for variable, value in zip(model.variables, self._saved_training_values):
+        kept = getattr(self._swa, _KEPT_TRAINING_VALUES, None)
+        if kept is not None:
+            for variable, value in zip(model.variables, kept):
                 variable.assign(value)
-            self._saved_training_values = None
+            setattr(self._swa, _KEPT_TRAINING_VALUES, None)
         self._finished = False
         self._seen_snapshots = self._swa.snapshot_count
 
@@ -235,7 +243,7 @@ class SWACallback(keras.callbacks.Callback):
                 stacklevel=2,
             )
             return
-        self._saved_training_values = [ops.copy(v.value) for v in model.variables]
+        setattr(self._swa, _KEPT_TRAINING_VALUES, [ops.copy(v.value) for v in model.variables])
         self._swa.assign_average_vars(model.variables)
         self._apply_average_statistics(model)
 

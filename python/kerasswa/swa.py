@@ -222,6 +222,13 @@ class SWA(keras.optimizers.Optimizer):
         return self.inner_optimizer.iterations
 
     @property
+    def average_variables(self) -> list:
+        """The averages: one variable per variable the optimizer was built
+        with, in the same order (`model.trainable_variables` under `fit`),
+        `None` for variables that have no average. Empty before `build`."""
+        return list(self._averages) if self.built else []
+
+    @property
     def snapshot_count(self) -> int:
         """Number of snapshots averaged so far (0 before the optimizer is
         built). Read it outside compiled functions."""

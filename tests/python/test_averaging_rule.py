@@ -97,7 +97,7 @@ def test_non_snapshot_steps_leave_averages_bit_identical():
     weights = keras.Variable(np.array([1.0, -2.0, 0.5], "float32"))
     optimizer = SWA(keras.optimizers.SGD(0.1), start_averaging=2, average_period=3)
     optimizer.build([weights])
-    average = optimizer._averages[0]
+    average = optimizer.average_variables[0]
     snapshots = {2, 5, 8}
     for step in range(10):
         before = to_numpy(average).copy()
@@ -116,7 +116,7 @@ def test_first_snapshot_is_exactly_the_weights():
     for _ in range(5):
         optimizer.apply_gradients([(tensor([1.0, 1.0, 1.0]), weights)])
     assert optimizer.snapshot_count == 1
-    np.testing.assert_array_equal(to_numpy(optimizer._averages[0]), to_numpy(weights))
+    np.testing.assert_array_equal(to_numpy(optimizer.average_variables[0]), to_numpy(weights))
 
 
 def test_average_is_mean_of_snapshots_when_inner_was_trained_before():

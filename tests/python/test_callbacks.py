@@ -41,7 +41,7 @@ def test_finish_assigns_averages_and_refreshes_batch_norm():
     optimizer = model.optimizer
     # 24 updates: snapshots at 8, 10, ..., 22.
     assert optimizer.snapshot_count == 8
-    for weight, average in zip(model.trainable_variables, optimizer._averages):
+    for weight, average in zip(model.trainable_variables, optimizer.average_variables):
         np.testing.assert_array_equal(to_numpy(weight), to_numpy(average))
     bn = model.layers[1]
     statistics = [to_numpy(bn.moving_mean).copy(), to_numpy(bn.moving_variance).copy()]
@@ -68,12 +68,15 @@ def test_validation_scores_of_the_average_without_disturbing_training():
         np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
 
 
-def test_fits_in_a_row_continue_one_trajectory():
+@pytest.mark.parametrize("same_callback", [True, False])
+def test_fits_in_a_row_continue_one_trajectory(same_callback):
     x, y = _data()
     twice, once = _model(), _model()
     once.set_weights(twice.get_weights())
     callback = SWACallback(bn_data=x)
     twice.fit(x, y, epochs=2, callbacks=[callback], **FIT)
+    if not same_callback:
+        callback = SWACallback(bn_data=x)
     twice.fit(x, y, epochs=2, callbacks=[callback], **FIT)
     once.fit(x, y, epochs=4, callbacks=[SWACallback(bn_data=x)], **FIT)
     assert twice.optimizer.snapshot_count == once.optimizer.snapshot_count == 12
@@ -87,7 +90,7 @@ def test_finish_after_epoch_stops_training():
     history = model.fit(x, y, epochs=6, callbacks=[SWACallback(finish_after_epoch=2)], **FIT)
     assert len(history.history["loss"]) == 2
     assert model.optimizer.snapshot_count == 4  # updates 8, 10, 12, 14
-    for weight, average in zip(model.trainable_variables, model.optimizer._averages):
+    for weight, average in zip(model.trainable_variables, model.optimizer.average_variables):
         np.testing.assert_array_equal(to_numpy(weight), to_numpy(average))
 
 

@@ -53,7 +53,7 @@ def test_full_recipe_on_digits():
     assert optimizer.snapshot_count == 18
 
     # The model holds the averages ...
-    averages = [to_numpy(a).copy() for a in optimizer._averages]
+    averages = [to_numpy(a).copy() for a in optimizer.average_variables]
     for weight, average in zip(model.trainable_variables, averages):
         np.testing.assert_array_equal(to_numpy(weight), average)
     # ... and batch-norm statistics that a fresh pass reproduces.

@@ -57,3 +57,42 @@ linear_data <- function(n = 64L) {
   x <- matrix(runif(4L * n), ncol = 4L)
   list(x = x, y = matrix(x %*% c(1, -2, 3, 0.5) + 0.25))
 }
+
+# A model whose first layer is a batch normalization: the layer sees the data
+# itself, so its statistics can be worked out in R.
+batch_norm_model <- function(optimizer = NULL, momentum = 0.99) {
+  keras <- keras_module()
+  keras$utils$set_random_seed(1L)
+  model <- keras$Sequential(list(
+    keras$Input(shape = list(4L)),
+    keras$layers$BatchNormalization(momentum = momentum),
+    keras$layers$Dense(1L)
+  ))
+  if (!is.null(optimizer))
+    model$compile(optimizer = optimizer, loss = "mse")
+  model
+}
+
+# The moving mean and variance of the batch normalization of a
+# batch_norm_model().
+batch_norm_statistics <- function(model) {
+  layer <- model$layers[[1]]
+  list(mean = as_r_vector(layer$moving_mean),
+       variance = as_r_vector(layer$moving_variance))
+}
+
+# What a pass of update_bn() over `x` in batches of `batch_size` rows gives:
+# the mean and the biased variance of each batch, averaged with the batch
+# sizes as weights (so the mean is that of all of `x`).
+pass_statistics <- function(x, batch_size) {
+  batches <- split(seq_len(nrow(x)), (seq_len(nrow(x)) - 1L) %/% batch_size)
+  sizes <- lengths(batches)
+  moments <- vapply(batches, function(rows) {
+    batch <- x[rows, , drop = FALSE]
+    means <- colMeans(batch)
+    c(means, colMeans(sweep(batch, 2L, means)^2))
+  }, numeric(2L * ncol(x)))
+  weighted <- as.vector(moments %*% sizes) / sum(sizes)
+  list(mean = weighted[seq_len(ncol(x))],
+       variance = weighted[ncol(x) + seq_len(ncol(x))])
+}

@@ -97,10 +97,18 @@ test_that("a bad value is refused without starting Python", {
   output <- run_r(paste(
     "library(kerasswa)",
     "message(tryCatch(optimizer_swa('sgd', average_period = 2.5), error = conditionMessage))",
+    "message(tryCatch(learning_rate_schedule_swa(0.1, 0.02, 5, cycle_length = 2.5), error = conditionMessage))",
+    "message(tryCatch(callback_swa(bn_data = matrix(1, 2, 2), average_non_trainable = TRUE), error = conditionMessage))",
+    "message(tryCatch(callback_swa(validation_data = list(1:2, 1:2, 1:2, 1:2)), error = conditionMessage))",
+    "message(tryCatch(swa_update_bn('model', 1), error = conditionMessage))",
     "cat('python started:', reticulate::py_available(), '\\n')",
     sep = "; "
   ))
   expect_identical(attr(output, "status"), NULL)
   expect_match(output, "`average_period` must be", all = FALSE)
+  expect_match(output, "`cycle_length` must be", all = FALSE)
+  expect_match(output, "Give `bn_data` (recompute", all = FALSE, fixed = TRUE)
+  expect_match(output, "`validation_data` must be", all = FALSE)
+  expect_match(output, "`model` must be a Keras model", all = FALSE)
   expect_match(output, "python started: FALSE", all = FALSE, fixed = TRUE)
 })
