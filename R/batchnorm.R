@@ -9,10 +9,11 @@
 #' @param model A built Keras model, such as one trained with
 #'   [optimizer_swa()].
 #' @param data The inputs to pass through the model, usually the training
-#'   inputs: an R array or matrix (a list of them for a model with several
-#'   inputs), or a Python object: a NumPy array, a `tf.data.Dataset`, a
-#'   `keras.utils.PyDataset`, or an iterable of batches. Of batches given as
-#'   `(x, y)` or `(x, y, sample_weight)`, only `x` is used.
+#'   inputs: an R array or matrix of finite numbers (a list of them for a
+#'   model with several inputs), or a Python object: a NumPy array, a
+#'   `tf.data.Dataset`, a `keras.utils.PyDataset`, or an iterable of batches.
+#'   Of batches given as `(x, y)` or `(x, y, sample_weight)`, only `x` is
+#'   used.
 #' @param batch_size The batch size for array `data`, a whole number >= 1.
 #'   Ignored for data that comes in batches.
 #' @param steps `NULL` to use all of `data`, or the number of batches to use

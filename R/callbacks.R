@@ -8,9 +8,10 @@
 #'
 #' @param bn_data `NULL`, or the inputs over which [swa_update_bn()]
 #'   recomputes the batch-normalization statistics for the averaged weights,
-#'   usually the training inputs: an R array or matrix (a list of them for a
-#'   model with several inputs), or a Python object such as a
-#'   `tf.data.Dataset`. `NULL` leaves the statistics as training left them.
+#'   usually the training inputs: an R array or matrix of finite numbers (a
+#'   list of them for a model with several inputs), or a Python object such
+#'   as a `tf.data.Dataset`. `NULL` leaves the statistics as training left
+#'   them.
 #' @param bn_batch_size The batch size for array `bn_data`, a whole
 #'   number >= 1.
 #' @param bn_steps `NULL` to use all of `bn_data`, or the number of batches

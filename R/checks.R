@@ -24,6 +24,8 @@ describe_value <- function(x) {
     return(sprintf("<Python object of class %s>", class(x)[[1]]))
   if (is.function(x))
     return("<function>")
+  if (is.data.frame(x))
+    return(sprintf("<data frame of %d rows and %d columns>", nrow(x), ncol(x)))
   # Data would deparse into a wall of numbers; its shape says more.
   if (is.atomic(x) && length(dim(x)) > 0L)
     return(sprintf("<%s array of dimensions %s>", typeof(x),
@@ -136,7 +138,9 @@ as_model_data <- function(x, arg = deparse(substitute(x)),
   force(arg)  # before `x` changes
   if (inherits(x, "python.builtin.object"))
     return(x)
-  if (is.numeric(x) && length(x) > 0L && !is.object(x) && !anyNA(x)) {
+  # Inf would not stop Keras: it would turn the statistics of a
+  # batch-normalization pass into NaN without a word.
+  if (is.numeric(x) && length(x) > 0L && !is.object(x) && all(is.finite(x))) {
     if (is.null(dim(x)))
       x <- as.array(x)
     return(x)
@@ -148,8 +152,9 @@ as_model_data <- function(x, arg = deparse(substitute(x)),
     return(x)
   }
   stop_bad_argument(arg, x, paste(
-    "an R array or matrix of numbers without NA, a list of them (one per",
-    "input), or a Python object such as a NumPy array or a tf.data.Dataset"),
+    "a non-empty R array or matrix of finite numbers, a list of them (one",
+    "per input), or a Python object such as a NumPy array or a",
+    "tf.data.Dataset"),
     call)
 }
 

@@ -36,7 +36,7 @@ install_kerasswa <- function(envname = "r-keras",
                              method = c("auto", "virtualenv", "conda"),
                              ...,
                              package = NULL) {
-  method <- match.arg(method)
+  method <- match_choice(method)
   if (!is.null(envname))
     check_string(envname)
   if (is.null(package))

@@ -23,8 +23,9 @@
 #'   with keras3's `compile()` or with `model$compile()`.
 #' @param expr An R expression to evaluate with the averaged weights.
 #' @param x,y,... The data and further arguments of the Python method
-#'   `model$evaluate()`. They go to Python as they are: give counts as
-#'   integers (`batch_size = 32L`, `verbose = 0L`). With keras3, write
+#'   `model$evaluate()`. `batch_size` and `steps` are checked and made
+#'   integers (`batch_size = 32` works); the rest go to Python as they are:
+#'   give other counts as integers (`verbose = 0L`). With keras3, write
 #'   `with_swa_weights(model, evaluate(model, x, y))` to use keras3's
 #'   `evaluate()` instead.
 #'
@@ -69,7 +70,13 @@ with_swa_weights <- function(model, expr) {
 #' @export
 swa_evaluate <- function(model, x = NULL, y = NULL, ...) {
   optimizer <- model_swa_optimizer(model)
-  evaluate_with_averages(optimizer, model, model$evaluate(x, y, ...),
+  # Keras refuses R's `32` (a double) as a batch size with an error from deep
+  # inside TensorFlow that names no argument.
+  args <- list(...)
+  for (arg in intersect(c("batch_size", "steps"), names(args)))
+    args[arg] <- list(as_optional_count(args[[arg]], minimum = 1L, arg = arg))
+  evaluate <- function(...) model$evaluate(x, y, ...)
+  evaluate_with_averages(optimizer, model, do.call(evaluate, args),
                          "swa_evaluate()")
 }
 

@@ -7,6 +7,7 @@ from typing import Any, Iterable, Iterator, List, Optional
 
 import keras
 import numpy as np
+from keras import ops
 
 from kerasswa import _validation
 
@@ -31,7 +32,8 @@ def update_bn(
     Layers nested in sub-models or other layers are included. Frozen layers
     (`trainable=False`) run in inference mode in Keras and are left alone.
     Trainable weights, the layers' `momentum` and their `trainable` flags are
-    unchanged. Layers that behave differently in training (dropout) run as in
+    unchanged. It is all or nothing: if a batch fails, or the data holds NaN
+    or Inf, the statistics are left as they were and the error is raised. Layers that behave differently in training (dropout) run as in
     training, as PyTorch's `update_bn` does.
 
     Args:
@@ -90,6 +92,9 @@ def update_bn(
         return model
 
     momenta = [layer.momentum for layer in layers]
+    # All or nothing: on any error the statistics are put back as they were.
+    statistics = [v for layer in layers for v in layer.non_trainable_variables]
+    saved = [ops.copy(v.value) for v in statistics]
     progress = keras.utils.Progbar(
         steps or _known_batch_count(data, batch_size), verbose=int(verbose), unit_name="batch"
     )
@@ -103,17 +108,32 @@ def update_bn(
             # running mean of the batch statistics, weighted by batch size.
             for layer in layers:
                 layer.momentum = seen / (seen + count)
-            model(batch, training=True)
+            try:
+                model(batch, training=True)
+            except Exception as error:
+                raise ValueError(
+                    f"`data`: batch {step} could not go through model "
+                    f"{model.name!r}: {error}"
+                ) from error
             seen += count
             progress.update(step + 1)
+        if seen == 0:
+            raise ValueError(
+                "`data` gave no batches: `update_bn` needs at least one batch "
+                "of inputs. Received an empty `data`."
+            )
+        if not all(bool(ops.all(ops.isfinite(v.value))) for v in statistics):
+            raise ValueError(
+                "`data` made batch-norm statistics NaN or infinite (do the "
+                "inputs hold NaN or Inf?); they are left as they were."
+            )
+    except BaseException:
+        for variable, value in zip(statistics, saved):
+            variable.assign(value)
+        raise
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
-    if seen == 0:
-        raise ValueError(
-            "`data` gave no batches: `update_bn` needs at least one batch of "
-            "inputs. Received an empty `data`."
-        )
     return model
 
 

@@ -493,11 +493,19 @@ class SWA(keras.optimizers.Optimizer):
     def from_config(cls, config: dict, custom_objects=None) -> "SWA":
         config = dict(config)
         inner = config.pop("optimizer", None)
-        if isinstance(inner, dict):
-            inner = keras.saving.deserialize_keras_object(
-                inner, custom_objects=custom_objects
-            )
-        return cls(inner, **config)
+        try:
+            if isinstance(inner, dict):
+                inner = keras.saving.deserialize_keras_object(
+                    inner, custom_objects=custom_objects
+                )
+            return cls(inner, **config)
+        except (TypeError, ValueError) as error:
+            # A ValueError, because Keras's loader replaces a TypeError from
+            # `from_config` with a generic message that hides this one.
+            raise ValueError(
+                f"Cannot restore a kerasswa.SWA optimizer from its saved "
+                f"config: {error}"
+            ) from error
 
 
 def _needs_tf_merge_call() -> bool:
@@ -566,12 +574,6 @@ def _new_learning_rate(inner, lr, learning_rate, decay):
             "Give `learning_rate` or its deprecated alias `lr`, not both. "
             f"Received: lr={lr!r}, learning_rate={learning_rate!r}"
         )
-    if lr is not None:
-        warnings.warn(
-            "`lr` is deprecated; use `learning_rate`.",
-            DeprecationWarning,
-            stacklevel=4,
-        )
     argument = "lr" if lr is not None else "learning_rate"
     rate = _validation.check_optional_number(
         argument, lr if lr is not None else learning_rate, allow_zero=False
@@ -587,6 +589,13 @@ def _new_learning_rate(inner, lr, learning_rate, decay):
             f"the inner optimizer {inner.name!r} already follows a "
             "learning-rate schedule. Put the schedule you want on the inner "
             "optimizer instead."
+        )
+    if lr is not None:
+        # Only once the value is known to be used.
+        warnings.warn(
+            "`lr` is deprecated; use `learning_rate`.",
+            DeprecationWarning,
+            stacklevel=4,
         )
     if not decay:
         return rate

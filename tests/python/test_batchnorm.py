@@ -128,27 +128,3 @@ def test_model_without_batch_norm_warns_and_changes_nothing():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     with pytest.warns(UserWarning, match="no trainable BatchNormalization"):
         update_bn(model, _data())
-
-
-@pytest.mark.parametrize(
-    "kwargs, error, match",
-    [
-        ({"model": "model"}, TypeError, "`model` must be a Keras model"),
-        ({"batch_size": 0}, ValueError, "`batch_size`"),
-        ({"steps": 1.5}, ValueError, "`steps`"),
-        ({"verbose": 2}, ValueError, "`verbose`"),
-        ({"data": 42}, TypeError, "`data` must be"),
-        ({"data": []}, ValueError, "`data` gave no batches"),
-    ],
-)
-def test_bad_arguments(kwargs, error, match):
-    arguments = {"model": _nested_model(), "data": _data()}
-    arguments.update(kwargs)
-    with pytest.raises(error, match=match):
-        update_bn(**arguments)
-
-
-def test_unbuilt_model_is_refused():
-    model = keras.Sequential([keras.layers.BatchNormalization()])
-    with pytest.raises(ValueError, match="needs a built model"):
-        update_bn(model, _data())

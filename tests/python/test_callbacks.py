@@ -131,21 +131,3 @@ def test_model_without_swa_optimizer_is_refused():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(TypeError, match="compiled with a kerasswa.SWA optimizer"):
         model.fit(x, y, epochs=1, callbacks=[SWACallback()], **FIT)
-
-
-@pytest.mark.parametrize(
-    "kwargs, error, match",
-    [
-        ({"bn_data": np.zeros((2, 4)), "average_non_trainable": True}, ValueError, "not both"),
-        ({"average_non_trainable": "yes"}, TypeError, "`average_non_trainable`"),
-        ({"validation_data": np.zeros((2, 4))}, TypeError, "`validation_data`"),
-        ({"finish_after_epoch": 0}, ValueError, "`finish_after_epoch`"),
-        ({"bn_batch_size": -1}, ValueError, "`bn_batch_size`"),
-        ({"bn_steps": "all"}, TypeError, "`bn_steps`"),
-        ({"validation_batch_size": 0.5}, ValueError, "`validation_batch_size`"),
-        ({"verbose": 3}, ValueError, "`verbose`"),
-    ],
-)
-def test_bad_arguments(kwargs, error, match):
-    with pytest.raises(error, match=match):
-        SWACallback(**kwargs)

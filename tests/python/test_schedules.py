@@ -58,24 +58,3 @@ def test_config_round_trip_and_use_inside_swa():
     config = keras.saving.serialize_keras_object(optimizer)
     inner = keras.saving.deserialize_keras_object(config).inner_optimizer
     assert isinstance(inner._learning_rate, SWALearningRateSchedule)
-
-
-@pytest.mark.parametrize(
-    "kwargs, error, match",
-    [
-        ({"base_learning_rate": None}, TypeError, "`base_learning_rate`"),
-        ({"base_learning_rate": -1.0}, ValueError, "`base_learning_rate`"),
-        ({"swa_learning_rate": 0.0}, ValueError, "`swa_learning_rate`"),
-        ({"swa_learning_rate": None}, TypeError, "`swa_learning_rate`"),
-        ({"start_averaging": -1}, ValueError, "`start_averaging`"),
-        ({"anneal_steps": 2.5}, ValueError, "`anneal_steps`"),
-        ({"anneal_strategy": "cosine"}, ValueError, "`anneal_strategy`.*'cosine'"),
-        ({"cycle_length": 0}, ValueError, "`cycle_length`"),
-        ({"cycle_length": 3, "anneal_steps": 2}, ValueError, "exclude each other"),
-    ],
-)
-def test_bad_arguments(kwargs, error, match):
-    arguments = dict(base_learning_rate=0.1, swa_learning_rate=0.01, start_averaging=5)
-    arguments.update(kwargs)
-    with pytest.raises(error, match=match):
-        SWALearningRateSchedule(**arguments)

@@ -54,7 +54,8 @@ test_that("install_kerasswa() installs from a checkout when run in one", {
 })
 
 test_that("install_kerasswa() checks its arguments before installing", {
-  expect_error(install_kerasswa(method = "pip"), "'arg' should be one of")
+  expect_error(install_kerasswa(method = "pip"), class = "kerasswa_bad_argument",
+               "^`method` must be one of \"auto\", \"virtualenv\", \"conda\"")
   expect_error(install_kerasswa(envname = 1), "^`envname` must be")
   expect_error(install_kerasswa(package = c("a", "b")), "^`package` must be")
 })

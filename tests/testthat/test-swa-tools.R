@@ -48,7 +48,8 @@ test_that("swa_evaluate() evaluates the averaged model and restores the weights"
   expected_mse <- mean((sweep(x %*% kernel, 2L, bias, `+`) - y)^2)
 
   training <- run$model$get_weights()
-  loss <- swa_evaluate(run$model, x, y, batch_size = 80L, verbose = 0L)
+  # An R number is taken as a batch size.
+  loss <- swa_evaluate(run$model, x, y, batch_size = 80, verbose = 0L)
   expect_equal(loss, expected_mse, tolerance = 1e-5)
   expect_identical(run$model$get_weights(), training)
 })

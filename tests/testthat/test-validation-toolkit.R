@@ -79,7 +79,7 @@ test_that("callback_swa() refuses bad data", {
   expect_refused_by(callback_swa, list(), "bn_data", list(1:3, "y"),
                     pattern = "^`bn_data\\[\\[2\\]\\]` must be")
   expect_error(callback_swa(bn_data = matrix("a", 2, 2)), fixed = TRUE,
-               "`bn_data` must be an R array or matrix of numbers without NA, a list of them (one per input), or a Python object such as a NumPy array or a tf.data.Dataset.\nReceived: bn_data = <character array of dimensions 2 x 2>")
+               "`bn_data` must be a non-empty R array or matrix of finite numbers, a list of them (one per input), or a Python object such as a NumPy array or a tf.data.Dataset.\nReceived: bn_data = <character array of dimensions 2 x 2>")
 })
 
 test_that("callback_swa() refuses validation_data that is not list(x, y[, w])", {
