@@ -32,12 +32,13 @@ R_DEPS_PRESENT := { command -v Rscript >/dev/null 2>&1 && Rscript -e 'quit(statu
 R_TEST_DIR := testthat::test_dir("tests/testthat", package = "kerasswa", load_package = "installed", stop_on_failure = TRUE, reporter = testthat::ProgressReporter$$new(show_praise = FALSE))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help demo test test-python test-r check-r docs install-python install-r-deps install-r
+.PHONY: help demo test bench test-python test-r check-r docs install-python install-r-deps install-r
 
 help:
 	@echo "make demo   train a small model with SWA from R and compare it with plain SGD"
 	@echo "make test   run every Python test (TensorFlow, JAX, PyTorch backends) and R test"
 	@echo "make docs   regenerate man/ and NAMESPACE with roxygen2"
+	@echo "make bench  measure the cost and benefit of SWA; writes bench/RESULTS.md (about 15 minutes)"
 
 install-python: $(PY_STAMP)
 
@@ -113,3 +114,20 @@ docs: install-r-deps
 
 demo: install-python install-r-deps install-r
 	@Rscript demo/swa-demo.R
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): requirements/bench.txt $(PY_STAMP)
+	@$(PY) -m pip install -q -r requirements/bench.txt 2>&1 | $(PIP_QUIET)
+	@touch $@
+
+# Each benchmark writes bench/results/*.json; report.py turns them into
+# bench/RESULTS.md and its plots.
+bench: install-python $(BENCH_STAMP)
+	@for backend in tensorflow jax torch; do \
+		echo "=== bench/overhead.py, KERAS_BACKEND=$$backend ==="; \
+		KERAS_BACKEND=$$backend $(PY) bench/overhead.py || exit 1; \
+	done
+	@echo "=== bench/memory.py ===" && KERAS_BACKEND=tensorflow $(PY) bench/memory.py
+	@echo "=== bench/quality.py ===" && KERAS_BACKEND=tensorflow $(PY) bench/quality.py
+	@$(PY) bench/report.py

@@ -305,17 +305,15 @@ class SWA(keras.optimizers.Optimizer):
             )
             self._assign_snapshot(count, averages)
         else:
-            # A TensorFlow graph: stateful branches, so that steps without a
-            # snapshot touch no average.
-            keras_backend.cond(
-                take,
-                lambda: self._assign_snapshot(*self._snapshot_values()),
-                lambda: None,
-            )
+            self._snapshot_in_graph_if(take)
 
     def _cross_replica_snapshot_if(self, strategy, take):
         # Every replica computed the same decision from the same counter.
-        take = strategy.experimental_local_results(take)[0]
+        self._snapshot_in_graph_if(strategy.experimental_local_results(take)[0])
+
+    def _snapshot_in_graph_if(self, take):
+        # A TensorFlow graph: stateful branches, so that steps without a
+        # snapshot touch no average.
         keras_backend.cond(
             take,
             lambda: self._assign_snapshot(*self._snapshot_values()),

@@ -1,0 +1,119 @@
+"""Step-time cost of SWA against every peer, measured side by side.
+
+For each model, every variant (bare SGD and Adam, SWA around each with
+average_period 1, 10 and 100, and Keras's built-in EMA) is built and warmed
+up; then repetitions are timed in an interleaved, shuffled order so that
+machine noise hits all variants alike. Prints a table of median step times
+and of ratios to the bare inner optimizer, and writes
+results/overhead-<backend>.json.
+
+    KERAS_BACKEND=jax python bench/overhead.py [--reps 7] [--steps 10]
+"""
+
+import argparse
+import random
+import time
+
+import common  # noqa: F401  (sets the environment first)
+import keras
+import numpy as np
+
+from kerasswa import SWA
+
+MODELS = {
+    # The reference model of the issue: 3 Dense layers of 1024, 3.1M parameters, batch 256.
+    "mlp-3M": dict(inputs=1024, layers=[1024, 1024, 1024], batch=256),
+    # Few FLOPs per parameter: one 4096x4096 layer (16.8M parameters), batch 8,
+    # where the optimizer's own work dominates the step.
+    "wide-16M": dict(inputs=4096, layers=[4096], batch=8),
+}
+
+
+def variants():
+    sgd = lambda: keras.optimizers.SGD(0.01)  # noqa: E731
+    adam = lambda: keras.optimizers.Adam(1e-4)  # noqa: E731
+    found = {"SGD": sgd, "Adam": adam, "SGD + Keras EMA": lambda: keras.optimizers.SGD(0.01, use_ema=True)}
+    for inner_name, inner in (("SGD", sgd), ("Adam", adam)):
+        for period in (1, 10, 100):
+            found[f"SWA({inner_name}) k={period}"] = (
+                lambda inner=inner, period=period: SWA(inner(), start_averaging=0, average_period=period)
+            )
+    return found
+
+
+def reference_of(variant):
+    return "Adam" if "Adam" in variant else "SGD"
+
+
+def build(spec, make_optimizer, jit_compile):
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((spec["inputs"],))]
+    layers += [keras.layers.Dense(units, activation="relu") for units in spec["layers"][:-1]]
+    layers.append(keras.layers.Dense(spec["layers"][-1]))
+    model = keras.Sequential(layers)
+    model.compile(optimizer=make_optimizer(), loss="mse", jit_compile=jit_compile)
+    return model
+
+
+def measure(backend, jit_settings, reps, steps):
+    rng = np.random.default_rng(0)
+    results = []
+    for model_name, spec in MODELS.items():
+        x = rng.normal(size=(spec["batch"] * steps, spec["inputs"])).astype("float32")
+        y = rng.normal(size=(spec["batch"] * steps, spec["layers"][-1])).astype("float32")
+        for jit_compile in jit_settings:
+            runs = {}
+            for name, make in variants().items():
+                model = build(spec, make, jit_compile)
+                run = lambda model=model: model.fit(  # noqa: E731
+                    x, y, batch_size=spec["batch"], epochs=1, shuffle=False, verbose=0
+                )
+                run()  # warm-up: tracing and compilation
+                runs[name] = run
+            times = {name: [] for name in runs}
+            order = list(runs)
+            for _ in range(reps):
+                random.shuffle(order)
+                for name in order:
+                    start = time.perf_counter()
+                    runs[name]()
+                    times[name].append((time.perf_counter() - start) / steps)
+            for name, values in times.items():
+                median, spread = common.median_and_spread(values)
+                reference = common.median_and_spread(times[reference_of(name)])[0]
+                ratios = [v / r for v, r in zip(values, times[reference_of(name)])]
+                results.append(
+                    dict(
+                        backend=backend, model=model_name, jit_compile=jit_compile, variant=name,
+                        step_ms=median * 1e3, spread_ms=spread * 1e3, ratio=median / reference,
+                        ratio_spread=common.median_and_spread(ratios)[1],
+                    )
+                )
+            print(f"{backend} {model_name} jit_compile={jit_compile}: done", flush=True)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=10)
+    arguments = parser.parse_args()
+    backend = keras.config.backend()
+    # torch.compile takes minutes per model here; PyTorch is timed eagerly.
+    jit_settings = [False] if backend == "torch" else [True, False]
+    results = measure(backend, jit_settings, arguments.reps, arguments.steps)
+    print(
+        common.table(
+            ["model", "jit", "variant", "step ms (IQR)", "ratio to bare inner"],
+            [
+                (r["model"], r["jit_compile"], r["variant"], f"{r['step_ms']:.2f} ({r['spread_ms']:.2f})",
+                 f"{r['ratio']:.3f}")
+                for r in results
+            ],
+        )
+    )
+    common.write(f"overhead-{backend}", dict(results=results, reps=arguments.reps, steps=arguments.steps))
+
+
+if __name__ == "__main__":
+    main()

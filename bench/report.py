@@ -1,0 +1,169 @@
+"""Turns the JSON files of results/ into RESULTS.md and its two plots.
+
+    python bench/report.py
+"""
+
+import json
+import pathlib
+
+import common
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+HERE = pathlib.Path(__file__).resolve().parent
+TARGET_PERIODIC = 1.01
+
+
+def load(name):
+    path = common.RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def overhead_section(runs):
+    lines = ["## Cost: step time against the bare inner optimizer", ""]
+    lines.append(
+        "Median step time of `model.fit` over interleaved repetitions (IQR in brackets), and its ratio to "
+        "the bare inner optimizer (SGD for the SGD rows and Keras EMA, Adam for the Adam rows). Targets: "
+        f"SWA with `average_period` >= 10 at most {TARGET_PERIODIC}; SWA averaging every step at most the "
+        "ratio of Keras EMA (which also updates an average every step)."
+    )
+    verdicts = []
+    for run in runs:
+        lines += ["", f"### {run['versions'].get('keras')} on {run['results'][0]['backend']}", ""]
+        rows = []
+        for r in run["results"]:
+            rows.append((r["model"], r["jit_compile"], r["variant"], f"{r['step_ms']:.2f} ({r['spread_ms']:.2f})",
+                         f"{r['ratio']:.3f} ({r['ratio_spread']:.3f})"))
+        lines.append(common.table(["model", "jit_compile", "variant", "step ms (IQR)", "ratio (IQR)"], rows))
+        groups = {}
+        for r in run["results"]:
+            groups.setdefault((r["backend"], r["model"], r["jit_compile"]), {})[r["variant"]] = r["ratio"]
+        for (backend, model, jit), ratios in groups.items():
+            ema = ratios["SGD + Keras EMA"]
+            periodic = max(v for k, v in ratios.items() if "k=10" in k)
+            every = ratios["SWA(SGD) k=1"]
+            verdicts.append((backend, model, jit, f"{periodic:.3f}", "yes" if periodic <= TARGET_PERIODIC else "no",
+                             f"{every:.3f}", f"{ema:.3f}", "yes" if every <= ema else "no"))
+    lines += ["", "### Targets", ""]
+    lines.append(common.table(
+        ["backend", "model", "jit_compile", "worst SWA k=10 ratio", f"<= {TARGET_PERIODIC}",
+         "SWA(SGD) k=1 ratio", "EMA ratio", "SWA k=1 <= EMA"], verdicts))
+    return lines
+
+
+def overhead_plot(runs):
+    labels, values = [], []
+    for run in runs:
+        for r in run["results"]:
+            if r["model"] == "wide-16M" and r["variant"] not in ("SGD", "Adam"):
+                labels.append(f"{r['backend']}{' jit' if r['jit_compile'] else ''}: {r['variant']}")
+                values.append(r["ratio"])
+    figure, axis = plt.subplots(figsize=(8, 0.28 * len(labels) + 1))
+    axis.barh(labels, values, color=["#c44" if "EMA" in label else "#47a" for label in labels])
+    axis.axvline(1.0, color="black", linewidth=0.8)
+    axis.axvline(TARGET_PERIODIC, color="gray", linestyle="--", linewidth=0.8)
+    axis.set_xlabel("step time / bare inner optimizer (wide-16M model)")
+    axis.invert_yaxis()
+    figure.tight_layout()
+    figure.savefig(HERE / "overhead.png", dpi=110)
+
+
+def memory_section(memory):
+    lines = ["## Memory", ""]
+    weights = memory["weights_bytes"]
+    lines.append(
+        f"One Dense 4096x4096 layer: {weights / 2**20:.2f} MiB of trainable weights. The rule: SWA's state is "
+        "the inner optimizer's plus one copy of the weights plus O(1) (the last column, in bytes: the snapshot "
+        "count, and the step counter and learning rate every Keras optimizer creates)."
+    )
+    lines += ["", common.table(
+        ["variant", "optimizer state MiB", "inner state MiB", "beyond the rule (bytes)"],
+        [(r["variant"], f"{r['state_bytes'] / 2**20:.2f}", f"{r.get('inner_bytes', r['state_bytes']) / 2**20:.2f}",
+          r.get("beyond_rule_bytes", "")) for r in memory["state"]])]
+    lines += ["", "How far resident memory rises while a process builds the model and trains 3 steps, at its "
+              "peak and once training is done (measured from after the imports; the peak comes from "
+              "tracing and compilation temporaries, which later allocations reuse):", ""]
+    lines.append(common.table(
+        ["variant", "peak RSS growth MiB", "over SGD MiB", "RSS growth after training MiB", "over SGD MiB"],
+        [(r["variant"], f"{r['peak_rss'] / 2**20:.1f}", f"{r['over_sgd_bytes'] / 2**20:.1f}",
+          f"{r['rss'] / 2**20:.1f}", f"{r['rss_over_sgd_bytes'] / 2**20:.1f}") for r in memory["peak"]]))
+    return lines
+
+
+def quality_section(quality):
+    lines = ["## Benefit: SWA against SGD at the same budget", ""]
+    lines.append((
+        f"{quality['seeds']} seeds (initialisation and batch order; one fixed train/test split). Baseline: SGD with "
+        "momentum 0.9 and a cosine learning rate decaying over the whole budget. SWA: the paper's recipe, "
+        f"the learning rate decaying to `swa_lr` over the first {quality['swa_start']:.0%} of the budget, then "
+        "constant while the weights are averaged once per epoch, batch norm recomputed at the end. "
+        "'SWA - SGD' is the mean paired difference and its standard error. PyTorch's "
+        "`torch.optim.swa_utils` runs the same recipe on the same data and architecture as the reference."
+    ))
+    for task, result in quality["tasks"].items():
+        spec = result["spec"]
+        lines += ["", f"### {task}: {result['metric']} ({'higher' if task == 'digits' else 'lower'} is better)", ""]
+        lines.append(
+            f"MLP with {spec['hidden']} hidden units{' and batch norm' if spec['batch_norm'] else ''}, "
+            f"{spec['epochs']} epochs of batches of {spec['batch']}, lr {spec['lr']}, swa_lr {spec['swa_lr']}."
+        )
+        rows = []
+        for name, label in (("keras", "kerasswa (Keras 3, TensorFlow)"), ("torch", "torch.optim.swa_utils")):
+            s = result[f"{name}_summary"]
+            rows.append((label, *(f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in ("sgd", "swa_iterate", "swa")),
+                         f"{s['swa_minus_sgd'][0]:+.4f} ± {s['swa_minus_sgd'][1]:.4f}"))
+        lines += ["", common.table(["implementation", "SGD", "SWA run, last iterate", "SWA average", "SWA - SGD"], rows)]
+    return lines
+
+
+def quality_plot(quality):
+    curves = quality["tasks"]["digits"]["keras"][0]["curves"]
+    figure, axis = plt.subplots(figsize=(7, 4))
+    epochs = range(1, len(curves["sgd"]) + 1)
+    axis.plot(epochs, curves["sgd"], label="SGD baseline (cosine decay)")
+    axis.plot(epochs, curves["swa_iterate"], label="SWA run: training weights")
+    axis.plot(epochs, curves["swa"], marker="o", markersize=3, label="SWA run: averaged weights")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("test accuracy")
+    axis.set_title("digits, seed 0")
+    values = [v for c in curves.values() for v in c if v == v]
+    axis.set_ylim(max(min(values), 0.8), 1.0)
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(HERE / "accuracy.png", dpi=110)
+
+
+def main():
+    runs = [r for r in (load(f"overhead-{b}") for b in ("tensorflow", "jax", "torch")) if r]
+    memory, quality = load("memory-tensorflow"), load("quality")
+    versions = (runs or [memory or quality])[0]
+    lines = [
+        "# kerasswa benchmarks",
+        "",
+        "Made by `make bench` (about 12 minutes on 2 CPU cores); every number below comes from the JSON files in "
+        "`bench/results/`, written by `bench/overhead.py`, `bench/memory.py` and `bench/quality.py` and turned into "
+        "this page by `bench/report.py`.",
+        "",
+        f"Machine: {versions['machine']['cpus']} CPUs, {versions['machine']['platform']}. "
+        f"Versions: {', '.join(f'{k} {v}' for k, v in sorted(versions['versions'].items()))}.",
+        "",
+    ]
+    if runs:
+        lines += overhead_section(runs) + ["", "![overhead ratios](overhead.png)", ""]
+        overhead_plot(runs)
+    if memory:
+        lines += memory_section(memory) + [""]
+    if quality:
+        lines += quality_section(quality) + ["", "![test accuracy per epoch](accuracy.png)", ""]
+        quality_plot(quality)
+    lines += ["## Commands", ""]
+    for run in runs + [r for r in (memory, quality) if r]:
+        lines.append(f"- `{run['command']}`")
+    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {HERE / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
