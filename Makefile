@@ -32,13 +32,16 @@ R_DEPS_PRESENT := { command -v Rscript >/dev/null 2>&1 && Rscript -e 'quit(statu
 R_TEST_DIR := testthat::test_dir("tests/testthat", package = "kerasswa", load_package = "installed", stop_on_failure = TRUE, reporter = testthat::ProgressReporter$$new(show_praise = FALSE))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help demo test bench test-python test-r check-r docs install-python install-r-deps install-r
+.PHONY: help demo test bench test-python test-r check-r docs install-python install-r-deps install-r \
+	site site-test install-site-deps
 
 help:
 	@echo "make demo   train a small model with SWA from R and compare it with plain SGD"
 	@echo "make test   run every Python test (TensorFlow, JAX, PyTorch backends) and R test"
 	@echo "make docs   regenerate man/ and NAMESPACE with roxygen2"
 	@echo "make bench  measure the cost and benefit of SWA; writes bench/RESULTS.md (about 15 minutes)"
+	@echo "make site   build the documentation site into docs/, offline, running every example"
+	@echo "make site-test  open the site in headless Chromium and check every page renders"
 
 install-python: $(PY_STAMP)
 
@@ -77,7 +80,7 @@ test-python: install-python
 		KERAS_BACKEND=$$backend $(PY) -m pytest -q -p no:cacheprovider --doctest-modules python/kerasswa tests/python || exit 1; \
 	done
 
-test: test-python test-r check-r
+test: test-python test-r check-r site-test
 
 # testthat against the package installed in $(RLIB). The tests that need
 # Python fail rather than skip when it is missing (KERASSWA_REQUIRE_PYTHON).
@@ -131,3 +134,63 @@ bench: install-python $(BENCH_STAMP)
 	@echo "=== bench/memory.py ===" && KERAS_BACKEND=tensorflow $(PY) bench/memory.py
 	@echo "=== bench/quality.py ===" && KERAS_BACKEND=tensorflow $(PY) bench/quality.py
 	@$(PY) bench/report.py
+
+# The documentation site: pkgdown (Debian's) builds docs/ from README.md, man/,
+# vignettes/articles/ and _pkgdown.yml, running every example and article with
+# the package in $(RLIB) and Python in $(VENV). Nothing is fetched at build or
+# view time: pkgdown/templates/head.html loads local copies of what pkgdown's
+# template takes from CDNs, copied here from Debian's and R's installed files
+# into $(SITE_BUILD)/assets/vendor/ (pkgdown copies that folder into the site).
+SITE_DIR := docs
+SITE_BUILD := docs-build
+SITE_DEBS := r-cran-pkgdown r-cran-fontawesome r-cran-rsvg node-clipboard chromium chromium-driver
+SITE_PY_STAMP := $(VENV)/.site-installed
+SITE_STAMP := $(SITE_BUILD)/.built
+PYTHON_API_RMD := vignettes/articles/python-api.Rmd
+SITE_SOURCES := DESCRIPTION NAMESPACE README.md _pkgdown.yml $(wildcard bench/RESULTS.md) \
+	$(filter-out $(PYTHON_API_RMD),$(wildcard vignettes/articles/*.Rmd)) \
+	$(wildcard R/*.R man/*.Rd man/figures/* python/kerasswa/*.py pkgdown/templates/* pkgdown/assets/*) \
+	pkgdown/build_site.R pkgdown/favicons.R pkgdown/python_api.py pkgdown/check_site.py
+
+# Debian's pkgdown, Font Awesome (R package fontawesome), rsvg (the icons),
+# clipboard.js (node-clipboard), Chromium and its WebDriver; Selenium into
+# $(VENV).
+install-site-deps: install-r-deps $(SITE_PY_STAMP)
+	@missing=$$(for p in $(SITE_DEBS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing from Debian (apt-get):" $$missing "..."; \
+		$(SUDO) apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(SITE_PY_STAMP): requirements/site.txt $(PY_STAMP)
+	@$(PY) -m pip install -q -r requirements/site.txt 2>&1 | $(PIP_QUIET)
+	@touch $@
+
+site: $(SITE_STAMP)
+
+$(SITE_STAMP): $(SITE_SOURCES) $(PY_STAMP) $(R_STAMP) | install-site-deps
+	@echo "=== pkgdown site -> $(SITE_DIR)/ (log: $(SITE_BUILD)/pkgdown.log) ==="
+	@rm -rf $(SITE_DIR) $(SITE_BUILD)/assets
+	@mkdir -p $(SITE_BUILD)/assets/vendor/fontawesome/css $(SITE_BUILD)/assets/vendor/clipboard \
+		$(SITE_BUILD)/assets/vendor/bootstrap-toc
+	@fa=$$(Rscript -e 'cat(system.file("fontawesome", package = "fontawesome"))'); \
+		cp $$fa/css/all.min.css $$fa/css/v4-shims.min.css $(SITE_BUILD)/assets/vendor/fontawesome/css/; \
+		cp -r $$fa/webfonts $(SITE_BUILD)/assets/vendor/fontawesome/
+	@cp /usr/share/nodejs/clipboard/dist/clipboard.js $(SITE_BUILD)/assets/vendor/clipboard/
+	@cp "$$(Rscript -e 'cat(system.file("BS3", "assets", "bootstrap-toc.js", package = "pkgdown"))')" \
+		$(SITE_BUILD)/assets/vendor/bootstrap-toc/
+	@Rscript pkgdown/favicons.R
+	@KERAS_BACKEND=tensorflow $(PY) pkgdown/python_api.py $(PYTHON_API_RMD) \
+		2>$(SITE_BUILD)/python-api.log || { cat $(SITE_BUILD)/python-api.log; exit 1; }
+	@KERAS_BACKEND=tensorflow Rscript pkgdown/build_site.R >$(SITE_BUILD)/pkgdown.log 2>&1 \
+		|| { cat $(SITE_BUILD)/pkgdown.log; exit 1; }
+	@$(PY) pkgdown/check_site.py $(SITE_DIR)
+	@touch $@
+
+# Headless Chromium on the built site, served from 127.0.0.1 on a free port;
+# screenshots of every page visited go to $(SITE_BUILD)/screenshots/.
+site-test: $(SITE_STAMP) install-site-deps
+	@echo "=== site test (headless Chromium) ==="
+	@timeout --kill-after=10 300 $(PY) pkgdown/site_test.py $(SITE_DIR) $(SITE_BUILD)/screenshots

@@ -40,7 +40,7 @@
 #' @returns `model`, invisibly, with its batch-normalization statistics
 #'   updated in place.
 #'
-#' @family swa
+#' @family SWA functions
 #' @export
 #'
 #' @template swa-example-bn-model

@@ -65,7 +65,7 @@
 #' @returns The Python `kerasswa.SWACallback` object, to give to `fit()` in
 #'   `callbacks = list(...)`.
 #'
-#' @family swa
+#' @family SWA functions
 #' @export
 #'
 #' @template swa-example-bn-model

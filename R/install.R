@@ -20,7 +20,7 @@
 #' @returns `package`, invisibly. Restart R afterwards, so that reticulate
 #'   sees the new package.
 #'
-#' @family swa
+#' @family SWA functions
 #' @export
 #'
 #' @examples

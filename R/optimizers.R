@@ -70,7 +70,7 @@
 #' @returns The Python `kerasswa.SWA` optimizer object, to pass as
 #'   `optimizer` to keras3's `compile()` or to `model$compile()`.
 #'
-#' @family swa
+#' @family SWA functions
 #' @export
 #'
 #' @examplesIf reticulate::py_module_available("kerasswa.swa")
@@ -136,5 +136,16 @@ optimizer_swa <- function(optimizer,
     decay = as_optional_rate(decay, allow_zero = TRUE),
     learning_rate = as_optional_rate(learning_rate)
   )
+  clipping <- names(Filter(Negate(is.null),
+                           args[c("clipnorm", "clipvalue", "global_clipnorm")]))
+  if (length(clipping) > 1L)
+    stop_kerasswa(
+      sprintf(paste0("Give at most one of `clipnorm`, `clipvalue` and ",
+                     "`global_clipnorm`.\nReceived: %s"),
+              paste(sprintf("%s = %s", clipping,
+                            vapply(args[clipping], describe_value, "")),
+                    collapse = ", ")),
+      call = sys.call()
+    )
   do.call(swa_python()$SWA, args)
 }

@@ -45,7 +45,7 @@
 #' @returns The Python `kerasswa.SWALearningRateSchedule` object, to give as
 #'   the `learning_rate` of a Keras optimizer.
 #'
-#' @family swa
+#' @family SWA functions
 #' @export
 #'
 #' @examplesIf reticulate::py_module_available("kerasswa.swa")

@@ -34,7 +34,7 @@
 #'   `model$evaluate()` returns (the loss, or a list of the loss and the
 #'   metrics).
 #'
-#' @family swa
+#' @family SWA functions
 #' @name swa-weights
 #' @template swa-example-model
 #' @examplesIf reticulate::py_module_available("kerasswa.swa")
@@ -93,7 +93,7 @@ swa_evaluate <- function(model, x = NULL, y = NULL, ...) {
 #' @returns The number of snapshots, an integer (`0` before the optimizer is
 #'   used).
 #'
-#' @family swa
+#' @family SWA functions
 #' @export
 #' @template swa-example-model
 #' @examplesIf reticulate::py_module_available("kerasswa.swa")

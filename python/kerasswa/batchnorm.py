@@ -33,7 +33,8 @@ def update_bn(
     (`trainable=False`) run in inference mode in Keras and are left alone.
     Trainable weights, the layers' `momentum` and their `trainable` flags are
     unchanged. It is all or nothing: if a batch fails, or the data holds NaN
-    or Inf, the statistics are left as they were and the error is raised. Layers that behave differently in training (dropout) run as in
+    or Inf, the statistics are left as they were and the error is raised.
+    Layers that behave differently in training (dropout) run as in
     training, as PyTorch's `update_bn` does.
 
     Args:

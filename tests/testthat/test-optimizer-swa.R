@@ -61,8 +61,6 @@ test_that("a Python object that is not a Keras 3 optimizer is refused in R", {
   # Python's own checks still apply to what R cannot judge.
   expect_error(optimizer_swa("no_such_optimizer"),
                "`optimizer` must name a Keras optimizer")
-  expect_error(optimizer_swa("sgd", clipnorm = 1, clipvalue = 1),
-               "Only one of `clipnorm`, `clipvalue` and `global_clipnorm`")
 })
 
 # The tensorflow-addons unit test (CONTRACT.md): SGD with learning rate 1,

@@ -54,6 +54,15 @@ test_that("rates must be NULL or finite and positive", {
     expect_refused("decay", value)
 })
 
+test_that("at most one clipping argument, refused in R", {
+  expect_error(optimizer_swa("sgd", clipnorm = 1, clipvalue = 0.5),
+               "`clipnorm`.*`global_clipnorm`.*clipnorm = 1, clipvalue = 0.5",
+               class = "kerasswa_bad_argument")
+  expect_error(optimizer_swa("sgd", clipvalue = 1, global_clipnorm = 2),
+               "clipvalue = 1, global_clipnorm = 2",
+               class = "kerasswa_bad_argument")
+})
+
 test_that("sequential_update must be TRUE or FALSE", {
   for (value in list(NA, 1, 0, "TRUE", c(TRUE, FALSE), logical(0), NULL))
     expect_refused("sequential_update", value)
