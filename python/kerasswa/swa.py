@@ -321,19 +321,22 @@ class SWA(keras.optimizers.Optimizer):
         )
 
     def _snapshot_values(self):
-        count = self._snapshot_count.value
+        new_count = self._snapshot_count.value + 1
+        # `n + 1` once per dtype, not once per variable.
+        divisors = {}
         averages = []
         for weight, average in zip(self._trainable_variables, self._averages):
             if average is None:
                 averages.append(None)
                 continue
-            previous = ops.cast(count, average.dtype)
+            if average.dtype not in divisors:
+                divisors[average.dtype] = ops.cast(new_count, average.dtype)
             averages.append(
                 average.value
                 + (ops.cast(weight.value, average.dtype) - average.value)
-                / (previous + 1)
+                / divisors[average.dtype]
             )
-        return count + 1, averages
+        return new_count, averages
 
     def _current_values(self):
         return self._snapshot_count.value, [
