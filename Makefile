@@ -131,6 +131,7 @@ bench: install-python $(BENCH_STAMP)
 		echo "=== bench/overhead.py, KERAS_BACKEND=$$backend ==="; \
 		KERAS_BACKEND=$$backend $(PY) bench/overhead.py || exit 1; \
 	done
+	@echo "=== bench/kernel_profile.py ===" && KERAS_BACKEND=tensorflow $(PY) bench/kernel_profile.py
 	@echo "=== bench/memory.py ===" && KERAS_BACKEND=tensorflow $(PY) bench/memory.py
 	@echo "=== bench/quality.py ===" && KERAS_BACKEND=tensorflow $(PY) bench/quality.py
 	@$(PY) bench/report.py

@@ -58,6 +58,9 @@ def table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
 def write(name: str, payload: dict) -> pathlib.Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = dict(payload, versions=versions(), machine=machine(), command=" ".join(sys.argv))
+    import keras
+
+    command = f"KERAS_BACKEND={keras.config.backend()} python " + " ".join(sys.argv)
+    payload = dict(payload, versions=versions(), machine=machine(), command=command)
     path.write_text(json.dumps(payload, indent=1))
     return path

@@ -56,15 +56,83 @@ def overhead_section(runs):
                 f"{every[0]:.3f} / {every[1]:.3f}", f"{ema[0]:.3f} / {ema[1]:.3f}",
                 _verdict(every[0], ema[0], noise),
             ))
-    lines += ["", "### Targets (wall-time ratio / CPU-time ratio)", ""]
+    lines += ["", "### Targets, from the timings (wall-time ratio / CPU-time ratio)", ""]
     lines.append(
         "A verdict is 'met' or 'missed' only when the wall-time ratio is further from the bound than half the "
-        "interquartile range of its per-repetition ratios; otherwise the machine was too noisy to tell."
+        "interquartile range of its per-repetition ratios; otherwise the machine was too noisy to tell. For "
+        "TensorFlow the profiler section below settles what the timings cannot."
     )
     lines += ["", common.table(
         ["backend", "model", "jit_compile", "worst SWA k=10", "its ratio", f"<= {TARGET_PERIODIC}",
          "SWA(SGD) k=1", "Keras EMA", "SWA k=1 <= EMA"], verdicts)]
+    lines += ["", (
+        "JAX with `jit_compile=False`: Keras runs each step eagerly through `stateless_apply`, and SWA reads "
+        "its snapshot decision on the host. JAX's CPU runtime runs queued work in order, so that read waits "
+        "for the step queued so far, and Python cannot queue the next step meanwhile: a cost of a few percent "
+        "per step whatever the period. Two ways around it were measured (wide-16M, 5 repetitions) and "
+        "rejected: a compiled `cond` that donates the averages (k=100: 0.99, but donation deletes arrays that "
+        "`stateless_apply` must leave usable), and the same without donation (k=100: 1.17, as every step then "
+        "copies the averages). With `jit_compile=True`, the default, the decision stays on the device."
+    )]
     return lines
+
+
+def profile_section(profile):
+    lines = ["## Where the time goes: TensorFlow's profiler", ""]
+    lines.append(
+        "`bench/kernel_profile.py` traces one epoch of "
+        f"{profile['steps']} steps of each variant with `tf.profiler` and sums the time of every kernel (a "
+        "TensorFlow op, or an XLA fusion under `jit_compile`). The kernels a variant has and the bare SGD run "
+        "lacks are the ones it added: the averaging, and whatever comes with it. Their time per step, over the "
+        "bare run's kernel time, gives the kernel-time ratio, which is exact where wall-clock ratios carry a few "
+        "percent of noise. It bounds the step-time ratio from above: a step also spends time outside kernels "
+        "(Python, the input pipeline), the same for every variant."
+    )
+    rows = [
+        (r["model"], r["jit_compile"], r["variant"], f"{r['kernel_ms']:.2f}", f"{r['added_ms']:.3f}",
+         f"{r['ratio']:.3f}", ", ".join(f"`{_short(name)}` {ms:.2f}" for name, ms in list(r["added"].items())[:2]))
+        for r in profile["results"]
+    ]
+    lines += ["", common.table(
+        ["model", "jit_compile", "variant", "kernel ms/step", "added ms/step", "kernel-time ratio",
+         "largest added kernels (ms/step)"], rows)]
+    verdicts = []
+    groups = {}
+    for r in profile["results"]:
+        groups.setdefault((r["model"], r["jit_compile"]), {})[r["variant"]] = r["ratio"]
+    for (model, jit), ratio in groups.items():
+        verdicts.append((
+            model, jit, f"{ratio['SWA(SGD) k=1'] - 1:.3f}",
+            f"{ratio['SWA(SGD) k=10']:.3f}", "met" if ratio["SWA(SGD) k=10"] <= TARGET_PERIODIC else "missed",
+            f"{ratio['SWA(SGD) k=100']:.3f}", f"{ratio['SWA(SGD) k=1']:.3f}", f"{ratio['SGD + Keras EMA']:.3f}",
+            "met" if ratio["SWA(SGD) k=1"] <= ratio["SGD + Keras EMA"] else "missed",
+        ))
+    lines += ["", "### Targets, from the profiler (TensorFlow, kernel-time ratios)", ""]
+    lines.append(
+        "A snapshot costs one pass over the weights and their averages: one fused kernel under XLA, three ops "
+        "without (subtract, divide, add), about what SGD's own update of those weights costs, and what Keras's "
+        "EMA pays on every step. Averaging every `k` steps adds a `k`-th of that to each step. The second column "
+        "is that cost in bare SGD steps (measured with `k` = 1, so it includes any fixed cost per step): where it "
+        f"exceeds 0.1, an average updated in its own pass cannot stay within {TARGET_PERIODIC} at `k` = 10, and "
+        "`k` must be at least a hundred times that column."
+    )
+    lines.append(
+        " Under XLA (`jit_compile=True`) the profiler also finds `copy` kernels on every step, SWA's fixed cost "
+        "on mlp-3M: the `cond` around the averaging makes XLA's copy insertion copy the weight matrices of "
+        "every layer but the first (the XLA dump shows `copy(arg)` of the two 1024x1024 weights). Returning "
+        "values from the `cond` instead of assigning inside it, and `sequential_update=False`, keep them. The "
+        "same model's XLA program under JAX copies those matrices for bare SGD already, so there they cost SWA "
+        "nothing."
+    )
+    lines += ["", common.table(
+        ["model", "jit_compile", "one snapshot, in bare steps", "SWA k=10", f"<= {TARGET_PERIODIC}", "SWA k=100",
+         "SWA k=1", "Keras EMA", "SWA k=1 <= EMA"], verdicts)]
+    return lines
+
+
+def _short(name):
+    """The op of a TensorFlow kernel name without its scopes."""
+    return name.split("/")[-1].split(":")[0] if "/" in name else name
 
 
 def _verdict(value, bound, noise):
@@ -157,13 +225,13 @@ def quality_plot(quality):
 
 def main():
     runs = [r for r in (load(f"overhead-{b}") for b in ("tensorflow", "jax", "torch")) if r]
-    memory, quality = load("memory-tensorflow"), load("quality")
+    memory, quality, profile = load("memory-tensorflow"), load("quality"), load("profile-tensorflow")
     versions = (runs or [memory or quality])[0]
     lines = [
         "# kerasswa benchmarks",
         "",
         "Made by `make bench` (about 15 minutes on 2 CPU cores); every number below comes from the JSON files in "
-        "`bench/results/`, written by `bench/overhead.py`, `bench/memory.py` and `bench/quality.py` and turned into "
+        "`bench/results/`, written by `bench/overhead.py`, `bench/kernel_profile.py`, `bench/memory.py` and `bench/quality.py` and turned into "
         "this page by `bench/report.py`.",
         "",
         f"Machine: {versions['machine']['cpus']} CPUs, {versions['machine']['platform']}. "
@@ -173,13 +241,15 @@ def main():
     if runs:
         lines += overhead_section(runs) + ["", "![overhead ratios](overhead.png)", ""]
         overhead_plot(runs)
+    if profile:
+        lines += profile_section(profile) + [""]
     if memory:
         lines += memory_section(memory) + [""]
     if quality:
         lines += quality_section(quality) + ["", "![test accuracy per epoch](accuracy.png)", ""]
         quality_plot(quality)
     lines += ["## Commands", ""]
-    for run in runs + [r for r in (memory, quality) if r]:
+    for run in runs + [r for r in (profile, memory, quality) if r]:
         lines.append(f"- `{run['command']}`")
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {HERE / 'RESULTS.md'}")
