@@ -21,13 +21,15 @@ withCallingHandlers(
   }
 )
 
-# README.md, the home page, links to bench/RESULTS.md in the repository
-# (pkgdown turns the link into bench/RESULTS.html); on the site, the
-# Benchmarks article shows that file.
+# README.md, the home page, links to files of the repository: the articles'
+# sources and bench/RESULTS.md (which pkgdown turns into .html links). On the
+# site they are the built articles; the Benchmarks article shows RESULTS.md.
 home <- file.path("docs", "index.html")
 html <- readLines(home, encoding = "UTF-8")
 html <- gsub('href="bench/RESULTS.(md|html)"', 'href="articles/benchmarks.html"',
              html)
+html <- gsub('href="vignettes/articles/([a-z-]+)\\.(Rmd|html)"',
+             'href="articles/\\1.html"', html)
 writeLines(html, home, useBytes = TRUE)
 
 if (length(pkgdown_warnings) > 0L) {
