@@ -70,11 +70,10 @@ def trace(spec: dict, variant: str, jit_compile: bool, x, y, steps: int) -> dict
 
     keras.backend.clear_session()
     model = overhead.build(spec, overhead.variants()[variant], jit_compile)
-    fit = dict(batch_size=spec["batch"], shuffle=False, verbose=0)
-    model.fit(x, y, epochs=1, **fit)  # warm-up: tracing and compilation
+    model.fit(x, y, epochs=1, **overhead.fit_options(spec))  # warm-up: tracing and compilation
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
-        model.fit(x, y, epochs=1, **fit)
+        model.fit(x, y, epochs=1, **overhead.fit_options(spec))
         tf.profiler.experimental.stop()
         return kernel_times(pathlib.Path(logdir), steps)
 
@@ -88,13 +87,11 @@ def main():
     rng = np.random.default_rng(0)
     results = []
     for model_name, spec in overhead.MODELS.items():
-        x = rng.normal(size=(spec["batch"] * arguments.steps, spec["inputs"])).astype("float32")
-        y = rng.normal(size=(spec["batch"] * arguments.steps, spec["layers"][-1])).astype("float32")
+        x, y = overhead.random_data(spec, arguments.steps, rng)
         for jit_compile in (True, False):
-            bare = None
-            for variant in VARIANTS:
-                times = trace(spec, variant, jit_compile, x, y, arguments.steps)
-                bare = bare or times
+            traces = {variant: trace(spec, variant, jit_compile, x, y, arguments.steps) for variant in VARIANTS}
+            bare = traces["SGD"]
+            for variant, times in traces.items():
                 added = {name: ms for name, ms in times.items() if name not in bare}
                 results.append(
                     dict(

@@ -46,6 +46,18 @@ def reference_of(variant):
     return "Adam" if "Adam" in variant else "SGD"
 
 
+def random_data(spec, steps, rng):
+    """Inputs and targets for `steps` batches of the model `spec`."""
+    x = rng.normal(size=(spec["batch"] * steps, spec["inputs"])).astype("float32")
+    y = rng.normal(size=(spec["batch"] * steps, spec["layers"][-1])).astype("float32")
+    return x, y
+
+
+def fit_options(spec):
+    """`fit` arguments for one timed epoch: fixed batch order, no output."""
+    return dict(batch_size=spec["batch"], shuffle=False, verbose=0)
+
+
 def build(spec, make_optimizer, jit_compile):
     keras.utils.set_random_seed(0)
     layers = [keras.Input((spec["inputs"],))]
@@ -71,7 +83,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 def runner(backend, spec, make_optimizer, jit_compile, x, y):
     """A function that trains one epoch and returns its seconds."""
-    fit = dict(batch_size=spec["batch"], shuffle=False, verbose=0)
+    fit = fit_options(spec)
     if backend == "jax" and make_optimizer().use_ema:
         # Keras 3.15 on JAX: a model with `use_ema=True` fails its second
         # `fit`, so each repetition builds a new one and times its second
@@ -97,8 +109,7 @@ def measure(backend, jit_settings, reps, steps):
     rng = np.random.default_rng(0)
     results = []
     for model_name, spec in MODELS.items():
-        x = rng.normal(size=(spec["batch"] * steps, spec["inputs"])).astype("float32")
-        y = rng.normal(size=(spec["batch"] * steps, spec["layers"][-1])).astype("float32")
+        x, y = random_data(spec, steps, rng)
         for jit_compile in jit_settings:
             runs = {name: runner(backend, spec, make, jit_compile, x, y) for name, make in variants().items()}
             times = {name: [] for name in runs}

@@ -40,10 +40,7 @@ def overhead_section(runs):
                          f"{r['ratio']:.3f} ({r['ratio_spread']:.3f})", f"{r.get('cpu_ratio', float('nan')):.3f}"))
         lines.append(common.table(
             ["model", "jit_compile", "variant", "step ms (IQR)", "ratio (IQR)", "CPU-time ratio"], rows))
-        groups = {}
-        for r in run["results"]:
-            groups.setdefault((r["backend"], r["model"], r["jit_compile"]), {})[r["variant"]] = r
-        for (backend, model, jit), by_variant in groups.items():
+        for (model, jit), by_variant in _by_setting(run["results"]).items():
             def pair(variant):
                 return by_variant[variant]["ratio"], by_variant[variant].get("cpu_ratio", float("nan"))
 
@@ -97,10 +94,8 @@ def profile_section(profile):
         ["model", "jit_compile", "variant", "kernel ms/step", "added ms/step", "kernel-time ratio",
          "largest added kernels (ms/step)"], rows)]
     verdicts = []
-    groups = {}
-    for r in profile["results"]:
-        groups.setdefault((r["model"], r["jit_compile"]), {})[r["variant"]] = r["ratio"]
-    for (model, jit), ratio in groups.items():
+    for (model, jit), by_variant in _by_setting(profile["results"]).items():
+        ratio = {variant: r["ratio"] for variant, r in by_variant.items()}
         verdicts.append((
             model, jit, f"{ratio['SWA(SGD) k=1'] - 1:.3f}",
             f"{ratio['SWA(SGD) k=10']:.3f}", "met" if ratio["SWA(SGD) k=10"] <= TARGET_PERIODIC else "missed",
@@ -128,6 +123,14 @@ def profile_section(profile):
         ["model", "jit_compile", "one snapshot, in bare steps", "SWA k=10", f"<= {TARGET_PERIODIC}", "SWA k=100",
          "SWA k=1", "Keras EMA", "SWA k=1 <= EMA"], verdicts)]
     return lines
+
+
+def _by_setting(results):
+    """`{(model, jit_compile): {variant: result}}`, in the order of `results`."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r["model"], r["jit_compile"]), {})[r["variant"]] = r
+    return groups
 
 
 def _short(name):

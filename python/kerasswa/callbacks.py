@@ -12,7 +12,7 @@ from keras import ops
 
 from kerasswa import _validation
 from kerasswa.batchnorm import update_bn
-from kerasswa.swa import SWA
+from kerasswa.swa import SWA, _running_mean
 
 
 # The attribute of the SWA optimizer where a finished `fit` leaves the training
@@ -165,9 +165,8 @@ class SWACallback(keras.callbacks.Callback):
         if self._non_trainable_averages is None:
             self._non_trainable_averages = [ops.copy(value) for value in current]
         else:
-            n = self._non_trainable_count
             self._non_trainable_averages = [
-                average + (value - average) / (n + 1)
+                _running_mean(average, value, self._non_trainable_count + 1)
                 for average, value in zip(self._non_trainable_averages, current)
             ]
         self._non_trainable_count += 1

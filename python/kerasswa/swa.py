@@ -332,9 +332,11 @@ class SWA(keras.optimizers.Optimizer):
             if average.dtype not in divisors:
                 divisors[average.dtype] = ops.cast(new_count, average.dtype)
             averages.append(
-                average.value
-                + (ops.cast(weight.value, average.dtype) - average.value)
-                / divisors[average.dtype]
+                _running_mean(
+                    average.value,
+                    ops.cast(weight.value, average.dtype),
+                    divisors[average.dtype],
+                )
             )
         return new_count, averages
 
@@ -507,6 +509,12 @@ class SWA(keras.optimizers.Optimizer):
                 f"Cannot restore a kerasswa.SWA optimizer from its saved "
                 f"config: {error}"
             ) from error
+
+
+def _running_mean(mean, value, count):
+    """The mean of `count` values, from the mean of the first `count - 1`
+    and the last one: the update of every SWA average."""
+    return mean + (value - mean) / count
 
 
 def _needs_tf_merge_call() -> bool:

@@ -35,21 +35,25 @@ run_r <- function(code, env = character()) {
   ))
 }
 
-# A linear model y = x %*% kernel + bias, compiled with SWA around SGD.
-linear_swa_model <- function(..., learning_rate = 0.05) {
+# A linear model y = x %*% kernel + bias on 4 inputs, compiled with
+# `optimizer` and the mean squared error unless `optimizer` is NULL.
+linear_model <- function(optimizer = NULL) {
   keras <- keras_module()
   keras$utils$set_random_seed(1L)
   model <- keras$Sequential(list(
     keras$Input(shape = list(4L)),
     keras$layers$Dense(1L)
   ))
-  model$compile(
-    optimizer = optimizer_swa(
-      keras$optimizers$SGD(learning_rate = learning_rate), ...
-    ),
-    loss = "mse"
-  )
+  if (!is.null(optimizer)) model$compile(optimizer = optimizer, loss = "mse")
   model
+}
+
+# The linear model compiled with SWA around SGD.
+linear_swa_model <- function(..., learning_rate = 0.05) {
+  keras <- keras_module()
+  linear_model(optimizer_swa(
+    keras$optimizers$SGD(learning_rate = learning_rate), ...
+  ))
 }
 
 linear_data <- function(n = 64L) {

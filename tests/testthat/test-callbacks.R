@@ -151,11 +151,8 @@ test_that("the arguments reach Python with Python's types", {
 
 test_that("a model compiled without SWA is refused by Python at fit()", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
   data <- linear_data()
-  model <- keras$Sequential(list(keras$Input(shape = list(4L)),
-                                 keras$layers$Dense(1L)))
-  model$compile(optimizer = "sgd", loss = "mse")
+  model <- linear_model("sgd")
   expect_error(
     model$fit(data$x, data$y, verbose = 0L, callbacks = list(callback_swa())),
     "SWACallback needs a model compiled with a kerasswa.SWA optimizer"

@@ -120,12 +120,8 @@ test_that("a model compiled with model$compile() trains and averages", {
 
 test_that("an inner optimizer given by name trains too", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
   data <- linear_data()
-  model <- keras$Sequential(list(keras$Input(shape = list(4L)),
-                                 keras$layers$Dense(1L)))
-  model$compile(optimizer = optimizer_swa("adam", average_period = 4),
-                loss = "mse")
+  model <- linear_model(optimizer_swa("adam", average_period = 4))
   model$fit(data$x, data$y, batch_size = 16L, epochs = 3L, verbose = 0L)
   # 12 updates, snapshots at t = 0, 4, 8.
   expect_identical(swa_snapshot_count(model), 3L)

@@ -129,15 +129,12 @@ test_that("non-trainable variables (batch-norm statistics) are left alone", {
 test_that("the helpers refuse models without an SWA optimizer, naming them", {
   skip_if_no_kerasswa()
   keras <- keras_module()
-  uncompiled <- keras$Sequential(list(keras$Input(shape = list(4L)),
-                                      keras$layers$Dense(1L)))
+  uncompiled <- linear_model()
   expect_error(swa_assign_averages(uncompiled),
                "^`model` must be a Keras model compiled with optimizer_swa\\(\\).\nReceived: model = <Python object of class keras.src.models.sequential.Sequential> \\(not compiled\\)",
                class = "kerasswa_bad_argument")
 
-  sgd_model <- keras$Sequential(list(keras$Input(shape = list(4L)),
-                                     keras$layers$Dense(1L)))
-  sgd_model$compile(optimizer = "sgd", loss = "mse")
+  sgd_model <- linear_model("sgd")
   for (helper in list(swa_assign_averages, swa_evaluate,
                       function(model) with_swa_weights(model, 1)))
     expect_error(helper(sgd_model),
@@ -157,9 +154,7 @@ test_that("an SWA optimizer inside a loss-scale optimizer is found", {
   keras <- keras_module()
   swa <- optimizer_swa("sgd", average_period = 1)
   wrapped <- keras$optimizers$LossScaleOptimizer(swa)
-  model <- keras$Sequential(list(keras$Input(shape = list(4L)),
-                                 keras$layers$Dense(1L)))
-  model$compile(optimizer = wrapped, loss = "mse")
+  model <- linear_model(wrapped)
   data <- linear_data()
   model$fit(data$x, data$y, batch_size = 32L, epochs = 1L, verbose = 0L)
   expect_identical(swa_snapshot_count(model), 2L)
