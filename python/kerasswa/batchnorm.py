@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasswa import _validation
+from kerasswa import _kernels, _validation
 
 
 def update_bn(
@@ -74,10 +74,8 @@ def update_bn(
             f"Received: model={model!r} (of type {type(model).__name__})"
         )
     batch_size = _validation.check_count("batch_size", batch_size, minimum=1)
-    if steps is not None:
-        steps = _validation.check_count("steps", steps, minimum=1)
-    if verbose not in (0, 1, True, False):
-        raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
+    steps = _validation.check_optional_count("steps", steps, minimum=1)
+    verbose = _validation.check_verbose(verbose)
     if not model.built:
         raise ValueError(
             "`update_bn` needs a built model: call it on data, build it, or "
@@ -95,9 +93,9 @@ def update_bn(
     momenta = [layer.momentum for layer in layers]
     # All or nothing: on any error the statistics are put back as they were.
     statistics = [v for layer in layers for v in layer.non_trainable_variables]
-    saved = [ops.copy(v.value) for v in statistics]
+    saved = [ops.copy(_kernels.read(v)) for v in statistics]
     progress = keras.utils.Progbar(
-        steps or _known_batch_count(data, batch_size), verbose=int(verbose), unit_name="batch"
+        steps or _known_batch_count(data, batch_size), verbose=verbose, unit_name="batch"
     )
     seen = 0
     try:
@@ -123,7 +121,7 @@ def update_bn(
                 "`data` gave no batches: `update_bn` needs at least one batch "
                 "of inputs. Received an empty `data`."
             )
-        if not all(bool(ops.all(ops.isfinite(v.value))) for v in statistics):
+        if not all(bool(ops.all(ops.isfinite(_kernels.read(v)))) for v in statistics):
             raise ValueError(
                 "`data` made batch-norm statistics NaN or infinite (do the "
                 "inputs hold NaN or Inf?); they are left as they were."

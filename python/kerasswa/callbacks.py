@@ -10,9 +10,9 @@ from typing import Any, Iterator, List, Optional
 import keras
 from keras import ops
 
-from kerasswa import _validation
+from kerasswa import _kernels, _validation
 from kerasswa.batchnorm import update_bn
-from kerasswa.swa import SWA, _running_mean
+from kerasswa.swa import SWA, averaging_factor
 
 
 # The attribute of the SWA optimizer where a finished `fit` leaves the training
@@ -34,6 +34,13 @@ class SWACallback(keras.callbacks.Callback):
     every epoch and logs the results with the prefix `val_swa_` (e.g.
     `val_swa_loss`; NaN before the first snapshot). Training is not
     disturbed: the training weights and statistics are put back afterwards.
+
+    With `start_epoch=e` the callback also decides when to average, as most
+    Keras users think of SWA ("average the last 10 of 150 epochs"): it takes
+    a snapshot (`SWA.take_snapshot()`) at the end of epochs `e`, `e + 1`,
+    ..., counted from 1 as the progress bar shows (with `initial_epoch`, as
+    `fit` numbers them). The optimizer must then take no automatic
+    snapshots: build it with `start_averaging=None`.
 
     Several `fit` calls in a row continue one trajectory: when a later `fit`
     with an `SWACallback` (this one or a new one) starts, the training
@@ -63,6 +70,10 @@ class SWACallback(keras.callbacks.Callback):
             copy of those variables, and is not saved with the model.
             Excludes `bn_data`.
         verbose: 0 or 1: progress of the batch-norm refresh.
+        start_epoch: Integer >= 1 or `None`. Take a snapshot at the end of
+            this epoch and of every later one (needs an optimizer built with
+            `start_averaging=None`); `None` leaves the snapshots to the
+            optimizer.
 
     Example:
 
@@ -92,6 +103,7 @@ class SWACallback(keras.callbacks.Callback):
         finish_after_epoch: Optional[int] = None,
         average_non_trainable: bool = False,
         verbose: int = 0,
+        start_epoch: Optional[int] = None,
     ) -> None:
         super().__init__()
         self.average_non_trainable = _validation.check_bool(
@@ -112,23 +124,16 @@ class SWACallback(keras.callbacks.Callback):
             )
         self.bn_data = bn_data
         self.bn_batch_size = _validation.check_count("bn_batch_size", bn_batch_size, minimum=1)
-        self.bn_steps = (
-            None if bn_steps is None else _validation.check_count("bn_steps", bn_steps, minimum=1)
-        )
+        self.bn_steps = _validation.check_optional_count("bn_steps", bn_steps, minimum=1)
         self.validation_data = validation_data
-        self.validation_batch_size = (
-            None
-            if validation_batch_size is None
-            else _validation.check_count("validation_batch_size", validation_batch_size, minimum=1)
+        self.validation_batch_size = _validation.check_optional_count(
+            "validation_batch_size", validation_batch_size, minimum=1
         )
-        self.finish_after_epoch = (
-            None
-            if finish_after_epoch is None
-            else _validation.check_count("finish_after_epoch", finish_after_epoch, minimum=1)
+        self.finish_after_epoch = _validation.check_optional_count(
+            "finish_after_epoch", finish_after_epoch, minimum=1
         )
-        if verbose not in (0, 1, True, False):
-            raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
-        self.verbose = int(verbose)
+        self.start_epoch = _validation.check_optional_count("start_epoch", start_epoch, minimum=1)
+        self.verbose = _validation.check_verbose(verbose)
         self._swa: Optional[SWA] = None
         self._finished = False
         self._non_trainable_averages: Optional[List[Any]] = None
@@ -138,6 +143,14 @@ class SWACallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         self._swa = _find_swa(model)
+        if self.start_epoch is not None and self._swa.start_averaging is not None:
+            raise ValueError(
+                f"SWACallback(start_epoch={self.start_epoch}) takes the "
+                "snapshots itself, but the optimizer also takes them from "
+                f"update {self._swa.start_averaging} on: build it with "
+                "`start_averaging=None` (manual snapshots), or drop "
+                "`start_epoch`."
+            )
         kept = getattr(self._swa, _KEPT_TRAINING_VALUES, None)
         if kept is not None:
             for variable, value in zip(model.variables, kept):
@@ -149,6 +162,11 @@ class SWACallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if not self.average_non_trainable or self._finished:
             return
+        self._average_non_trainable_if_new_snapshot()
+
+    def _average_non_trainable_if_new_snapshot(self) -> None:
+        """Averages the non-trainable variables in, by the optimizer's rule,
+        when a snapshot was taken since the last call."""
         model = self.model  # On JAX, this brings the variables up to date.
         count = self._swa.snapshot_count
         if count == self._seen_snapshots:
@@ -158,20 +176,28 @@ class SWACallback(keras.callbacks.Callback):
                 "SWACallback saw several snapshots in one batch (is "
                 "`steps_per_execution` > 1?): the non-trainable averages only "
                 "include the state at batch ends.",
-                stacklevel=2,
+                stacklevel=3,
             )
         self._seen_snapshots = count
-        current = [v.value for v in _averaged_non_trainable(model)]
+        current = [_kernels.read(v) for v in _averaged_non_trainable(model)]
         if self._non_trainable_averages is None:
             self._non_trainable_averages = [ops.copy(value) for value in current]
         else:
             self._non_trainable_averages = [
-                _running_mean(average, value, self._non_trainable_count + 1)
+                _kernels.blended(
+                    average,
+                    value,
+                    averaging_factor(self._swa.averaging, self._non_trainable_count, value.dtype),
+                )
                 for average, value in zip(self._non_trainable_averages, current)
             ]
         self._non_trainable_count += 1
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.start_epoch is not None and epoch + 1 >= self.start_epoch and not self._finished:
+            self._swa.take_snapshot()
+            if self.average_non_trainable:
+                self._average_non_trainable_if_new_snapshot()
         if self.validation_data is not None and logs is not None:
             logs.update(self._score_average(logs))
         if self.finish_after_epoch is not None and epoch + 1 >= self.finish_after_epoch:
@@ -206,7 +232,7 @@ class SWACallback(keras.callbacks.Callback):
         """The averaged weights and matching statistics inside; everything
         as it was afterwards."""
         non_trainable = model.non_trainable_variables
-        saved = [ops.copy(v.value) for v in non_trainable]
+        saved = [ops.copy(_kernels.read(v)) for v in non_trainable]
         with self._swa.use_average_vars(model.trainable_variables):
             try:
                 self._apply_average_statistics(model)
@@ -235,14 +261,21 @@ class SWACallback(keras.callbacks.Callback):
         self._finished = True
         model = self.model
         if self._swa.snapshot_count == 0:
+            if self._swa.start_averaging is None:
+                when = "the optimizer takes them only through `take_snapshot()`"
+            else:
+                when = f"the first comes at update {self._swa.start_averaging}"
             warnings.warn(
                 "SWACallback kept the training weights: no snapshot was taken "
-                f"during training (the first comes at update "
-                f"{self._swa.start_averaging}).",
+                f"during training ({when}).",
                 stacklevel=2,
             )
             return
-        setattr(self._swa, _KEPT_TRAINING_VALUES, [ops.copy(v.value) for v in model.variables])
+        setattr(
+            self._swa,
+            _KEPT_TRAINING_VALUES,
+            [ops.copy(_kernels.read(v)) for v in model.variables],
+        )
         self._swa.assign_average_vars(model.variables)
         self._apply_average_statistics(model)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 import keras
 from keras import ops
@@ -17,7 +17,7 @@ from keras import ops
 from keras.src import backend as keras_backend
 from keras.src.backend.common.stateless_scope import in_stateless_scope
 
-from kerasswa import _validation
+from kerasswa import _kernels, _validation
 
 OptimizerLike = Union[keras.optimizers.Optimizer, str, dict]
 
@@ -53,8 +53,8 @@ class SWA(keras.optimizers.Optimizer):
     and generalizes better than the last iterate.
 
     Each call of `apply` first lets the inner optimizer update the weights.
-    With `t` the number of updates applied before this one, the update is a
-    *snapshot* when `t >= start_averaging` and
+    With `t` the number of updates applied through this optimizer before this
+    one, the update is a *snapshot* when `t >= start_averaging` and
     `(t - start_averaging) % average_period == 0`: every average then moves
     to `avg + (w - avg) / (n + 1)`, where `n` counts the snapshots taken
     before, so the average is always the plain mean of the snapshots. Other
@@ -62,26 +62,50 @@ class SWA(keras.optimizers.Optimizer):
     the averaging: call `assign_average_vars` at the end of training, or
     evaluate the averaged model mid-training with `use_average_vars`.
 
+    `t` counts the updates made through SWA (`update_count`), as
+    tensorflow-addons did: an inner optimizer that trained before it was
+    wrapped takes its first snapshot `start_averaging` updates after the
+    wrapping, while its own step count, learning-rate schedule and bias
+    corrections go on where they were (`iterations` is the inner
+    optimizer's). An update that the inner optimizer skips (while it
+    accumulates gradients) is not counted and is never a snapshot.
+
+    With `averaging=d`, a float in (0, 1), the same snapshots feed an
+    exponential moving average instead: the first snapshot copies the
+    weights, each later one gives `d * avg + (1 - d) * w`. (PyTorch's
+    `WeightAverage` started its buffer at zero, which biases the early
+    average towards zero; copying the first snapshot needs no correction.)
+
+    With `start_averaging=None` no snapshot is taken automatically: call
+    `take_snapshot()` whenever one is wanted (at the end of each epoch, of
+    each learning-rate cycle), or let `SWACallback(start_epoch=...)` do it.
+
     The rule, the arguments and `assign_average_vars` are those of
-    `tfa.optimizers.SWA` from TensorFlow Addons, with three corrections:
+    `tfa.optimizers.SWA` from TensorFlow Addons, with these corrections:
     `assign_average_vars` before the first snapshot leaves the weights alone
     (and warns) instead of zeroing them, it skips non-trainable variables
-    such as batch-norm statistics instead of failing, and `lr` and `decay`
-    take effect instead of being ignored.
+    such as batch-norm statistics without a warning per variable, and `lr`
+    and `decay` take effect instead of being ignored.
 
     Args:
         optimizer: The optimizer that computes the updates: a Keras 3
             `keras.optimizers.Optimizer` instance, the name of one (`"sgd"`,
             `"adam"`), or its config dict. An instance is used, not copied:
-            `lr`, `learning_rate` and `decay` change its learning rate.
-        start_averaging: Integer >= 0. Number of updates before the first
-            snapshot. Defaults to 0.
+            `lr`, `learning_rate` and `decay` change its learning rate. An
+            instance already built for other variables (another model) is
+            refused when this optimizer is built: wrap a fresh one.
+        start_averaging: Integer >= 0, or `None`. Number of updates before
+            the first snapshot. Defaults to 0. `None` takes no snapshot
+            automatically (`take_snapshot()` takes them).
         average_period: Integer >= 1. Number of updates between two
             snapshots. Defaults to 10.
         name: String. Name of the optimizer and prefix of its variables.
         sequential_update: Boolean. If `True` (the default) a snapshot is
             taken of the weights after the update that triggers it; if
             `False`, of the weights before that update.
+        averaging: `"mean"` (the default), the plain mean of the snapshots;
+            or a float in (0, 1), the decay of an exponential moving average
+            over the same snapshots.
         clipnorm: Float > 0 or `None`. Clip each gradient to this norm
             before the inner optimizer sees it.
         clipvalue: Float > 0 or `None`. Clip each gradient element to
@@ -96,8 +120,10 @@ class SWA(keras.optimizers.Optimizer):
             learning rate constant.
         lr: Deprecated alias of `learning_rate`, kept for code written for
             Keras 2 and tensorflow-addons.
-        learning_rate: Float > 0 or `None`. If given, replaces the inner
-            optimizer's learning rate.
+        learning_rate: `None`, a float > 0, a
+            `keras.optimizers.schedules.LearningRateSchedule` or a callable
+            of the step, as for any Keras optimizer. If given, it replaces
+            the inner optimizer's learning rate.
 
     Example:
 
@@ -118,16 +144,17 @@ class SWA(keras.optimizers.Optimizer):
     def __init__(
         self,
         optimizer: OptimizerLike,
-        start_averaging: int = 0,
+        start_averaging: Optional[int] = 0,
         average_period: int = 10,
         name: str = "SWA",
         sequential_update: bool = True,
+        averaging: Union[str, float] = "mean",
         clipnorm: Optional[float] = None,
         clipvalue: Optional[float] = None,
         global_clipnorm: Optional[float] = None,
         decay: Optional[float] = None,
         lr: Optional[float] = None,
-        learning_rate: Optional[float] = None,
+        learning_rate: Any = None,
         **kwargs: Any,
     ) -> None:
         # Every argument is checked before anything is changed, so a refused
@@ -135,17 +162,17 @@ class SWA(keras.optimizers.Optimizer):
         for argument in _INNER_ONLY_ARGUMENTS:
             if argument in kwargs:
                 raise ValueError(
-                    f"SWA does not take `{argument}`: set it on the inner "
-                    f"optimizer instead. Received: {argument}="
+                    f"{type(self).__name__} does not take `{argument}`: set it "
+                    f"on the inner optimizer instead. Received: {argument}="
                     f"{kwargs[argument]!r}"
                 )
         if kwargs:
             raise TypeError(
-                "SWA got unexpected keyword argument(s): "
+                f"{type(self).__name__} got unexpected keyword argument(s): "
                 f"{', '.join(sorted(kwargs))}."
             )
         inner = _resolve_inner_optimizer(optimizer)
-        start_averaging = _validation.check_count(
+        start_averaging = _validation.check_optional_count(
             "start_averaging", start_averaging, minimum=0
         )
         average_period = _validation.check_count(
@@ -155,6 +182,7 @@ class SWA(keras.optimizers.Optimizer):
         sequential_update = _validation.check_bool(
             "sequential_update", sequential_update
         )
+        averaging = _validation.check_averaging(averaging)
         clipping = {
             arg: _validation.check_optional_number(arg, value, allow_zero=False)
             for arg, value in (
@@ -170,21 +198,37 @@ class SWA(keras.optimizers.Optimizer):
                 f"can be set. Received: {given_clipping}"
             )
         new_learning_rate = _new_learning_rate(inner, lr, learning_rate, decay)
+        self._check_arguments(averaging=averaging)
 
         super().__init__(learning_rate=0.0, name=name, **clipping)
         self.inner_optimizer = inner
         self.start_averaging = start_averaging
         self.average_period = average_period
         self.sequential_update = sequential_update
+        self.averaging = averaging
         if new_learning_rate is not None:
             inner.learning_rate = new_learning_rate
+        # The last update count this optimizer wrote, with the tensor that
+        # holds it: a step that finds that same tensor knows the count
+        # without reading the device (see `_known_update_count`).
+        self._written_update_count = None
+        self._jitted_snapshot_values = None
+
+    def _check_arguments(self, **arguments: Any) -> None:
+        """A hook for subclasses to refuse argument combinations before
+        anything is built or changed."""
+
+    # -- building --------------------------------------------------------
 
     def build(self, var_list: Sequence[keras.Variable]) -> None:
         """Creates one average per variable of `var_list`, then builds the
-        inner optimizer on the same list unless it is built already."""
+        inner optimizer on the same list unless it is built already (an inner
+        optimizer that has trained keeps its state). An inner optimizer built
+        for other variables is refused."""
         if self.built:
             return
         var_list = list(var_list)
+        _check_inner_is_free(self.inner_optimizer, var_list)
         super().build(var_list)
         self._snapshot_count = self.add_variable(
             shape=(),
@@ -201,9 +245,12 @@ class SWA(keras.optimizers.Optimizer):
             else self.add_variable_from_reference(variable, name="swa_average")
             for variable in var_list
         ]
-        # An inner optimizer that has already trained keeps its state.
+        self._build_moments(var_list)
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
+
+    def _build_moments(self, var_list: List[keras.Variable]) -> None:
+        """A hook for subclasses that keep more per-variable state."""
 
     @property
     def variables(self) -> list:
@@ -219,7 +266,18 @@ class SWA(keras.optimizers.Optimizer):
 
     @property
     def iterations(self):
+        """The inner optimizer's step count, which drives its learning-rate
+        schedule (see `update_count` for the updates made through SWA)."""
         return self.inner_optimizer.iterations
+
+    @property
+    def update_count(self) -> int:
+        """Number of updates applied through this optimizer: the `t` of the
+        averaging rule (0 before the optimizer is built). Read it outside
+        compiled functions."""
+        if not self.built:
+            return 0
+        return int(ops.convert_to_numpy(self._iterations))
 
     @property
     def average_variables(self) -> list:
@@ -236,40 +294,79 @@ class SWA(keras.optimizers.Optimizer):
             return 0
         return int(ops.convert_to_numpy(self._snapshot_count))
 
+    # -- the training step ------------------------------------------------
+
     def apply(self, grads, trainable_variables=None):
+        grads = list(grads)
         if not self.built:
             if trainable_variables is None:
                 raise ValueError(
-                    "SWA is not built yet: pass `trainable_variables` to the "
-                    "first `apply` call, or call `optimizer.build(variables)`."
+                    f"{type(self).__name__} is not built yet: pass "
+                    "`trainable_variables` to the first `apply` call, or call "
+                    "`optimizer.build(variables)`."
                 )
             with keras.name_scope(self.name, caller=self):
-                self.build(trainable_variables)
-        grads = self._clip_gradients(list(grads))
-        # A copy, because on TensorFlow eager a plain read can alias the
-        # counter and show its value after the update.
-        step = ops.copy(self.inner_optimizer.iterations)
-        due = ops.logical_and(
-            ops.greater_equal(step, self.start_averaging),
-            ops.equal(
-                ops.mod(step - self.start_averaging, self.average_period), 0
-            ),
-        )
+                self.build(list(trainable_variables))
+        if trainable_variables is None:
+            trainable_variables = self._trainable_variables
+        trainable_variables = list(trainable_variables)
+        # Everything that can be refused is refused here, before the inner
+        # optimizer changes a variable.
+        _check_update(self, grads, trainable_variables)
+        if not grads:
+            return
+        grads = self._clip_gradients(grads)
+
+        eager_count = self._known_update_count()
+        if eager_count is not None:
+            self._apply_eagerly(grads, trainable_variables, eager_count)
+            return
+
+        step = ops.copy(self._iterations)
         if self.sequential_update:
+            inner_before = ops.copy(self.inner_optimizer.iterations)
             self.inner_optimizer.apply(grads, trainable_variables)
-            # The inner optimizer may skip the update (gradient accumulation,
-            # a loss-scale optimizer meeting non-finite gradients); only a
-            # real update is a snapshot.
-            updated = ops.greater(self.inner_optimizer.iterations, step)
-            self._snapshot_if(ops.logical_and(due, updated))
+            # The inner optimizer may skip the update (gradient accumulation);
+            # only a real update counts.
+            updated = ops.greater(self.inner_optimizer.iterations, inner_before)
+            if self.start_averaging is not None:
+                self._snapshot_if(ops.logical_and(self._is_due(step), updated))
         else:
-            self._snapshot_if(ops.logical_and(due, self._inner_updates_now()))
+            updated = self._inner_updates_now()
+            if self.start_averaging is not None:
+                self._snapshot_if(ops.logical_and(self._is_due(step), updated))
             self.inner_optimizer.apply(grads, trainable_variables)
+        self._iterations.assign_add(ops.cast(updated, self._iterations.dtype))
 
     def apply_gradients(self, grads_and_vars):
         grads, trainable_variables = zip(*grads_and_vars)
         self.apply(grads, trainable_variables)
         return self.iterations
+
+    def _is_due(self, step):
+        """Whether update `step` (a counter tensor) is a snapshot."""
+        start = ops.convert_to_tensor(self.start_averaging, step.dtype)
+        period = ops.convert_to_tensor(self.average_period, step.dtype)
+        return ops.logical_and(
+            ops.greater_equal(step, start),
+            ops.equal(ops.mod(step - start, period), 0),
+        )
+
+    def _is_due_now(self, step: int) -> bool:
+        """`_is_due` in Python, for a step known on the host."""
+        return (
+            self.start_averaging is not None
+            and step >= self.start_averaging
+            and (step - self.start_averaging) % self.average_period == 0
+        )
+
+    def _inner_always_updates(self) -> bool:
+        """Whether every `apply` of the inner optimizer is an update, as for
+        every Keras optimizer that does not accumulate gradients."""
+        inner = self.inner_optimizer
+        return not getattr(inner, "gradient_accumulation_steps", None) and not (
+            isinstance(inner, keras.optimizers.LossScaleOptimizer)
+        )
 
     def _inner_updates_now(self):
         """Whether the coming inner `apply` changes the weights (it does not
@@ -279,6 +376,81 @@ class SWA(keras.optimizers.Optimizer):
             return ops.convert_to_tensor(True)
         raw_steps = self.inner_optimizer._iterations
         return ops.equal(ops.mod(raw_steps + 1, steps), 0)
+
+    def _known_update_count(self) -> Optional[int]:
+        """`t` as a Python int when this step runs eagerly, else `None`.
+
+        Eager steps decide in Python and skip the per-step graph of the
+        decision. The count is read from the device, except when the counter
+        still holds the tensor this optimizer wrote last step: then it is
+        known without a read, which on JAX (`jit_compile=False`) would wait
+        for the whole queued step to finish.
+        """
+        if _needs_tf_merge_call():
+            return None
+        value = self._iterations.value
+        written = self._written_update_count
+        if written is not None and _same_tensor(written[0], value):
+            return written[1]
+        if _is_traced(value):
+            return None
+        return int(ops.convert_to_numpy(value))
+
+    def _apply_eagerly(self, grads, trainable_variables, step: int) -> None:
+        always = self._inner_always_updates()
+        if self.sequential_update:
+            if always:
+                self.inner_optimizer.apply(grads, trainable_variables)
+                updated = True
+            else:
+                before = int(self.inner_optimizer.iterations)
+                self.inner_optimizer.apply(grads, trainable_variables)
+                updated = int(self.inner_optimizer.iterations) > before
+            if updated and self._is_due_now(step):
+                self._take_snapshot_in_place()
+        else:
+            updated = always or bool(self._inner_updates_now())
+            if updated and self._is_due_now(step):
+                self._take_snapshot_in_place()
+            self.inner_optimizer.apply(grads, trainable_variables)
+        if updated:
+            self._iterations.assign(step + 1)
+            self._written_update_count = (_tensor_key(self._iterations.value), step + 1)
+
+    # -- snapshots -------------------------------------------------------
+
+    def take_snapshot(self) -> None:
+        """Takes a snapshot of the current weights now.
+
+        The weights join the average as one more snapshot, exactly as an
+        automatic snapshot would. Use it with `start_averaging=None` to
+        decide when to average: at the end of an epoch, of a learning-rate
+        cycle, or from a callback (`SWACallback(start_epoch=...)` does it at
+        epoch ends). It works between `fit` calls and from callbacks, on
+        every backend.
+
+        Example:
+
+        >>> import numpy as np, keras
+        >>> from kerasswa import SWA
+        >>> w = keras.Variable(np.array([1.0, 1.0], "float32"))
+        >>> opt = SWA(keras.optimizers.SGD(1.0), start_averaging=None)
+        >>> grad = keras.ops.full((2,), 0.1)
+        >>> opt.apply([grad], [w]); opt.take_snapshot()  # w = 0.9
+        >>> opt.apply([grad], [w]); opt.apply([grad], [w])
+        >>> opt.take_snapshot()                           # w = 0.7
+        >>> opt.snapshot_count
+        2
+        >>> print(keras.ops.convert_to_numpy(opt.average_variables[0]).round(4))
+        [0.8 0.8]
+        """
+        if not self.built:
+            raise ValueError(
+                f"`take_snapshot` needs a built optimizer: {self.name!r} has "
+                "no weights yet. Call it after training has started (or after "
+                "`optimizer.build(model.trainable_variables)`)."
+            )
+        self._take_snapshot_in_place()
 
     def _snapshot_if(self, take):
         if _needs_tf_merge_call():
@@ -290,20 +462,17 @@ class SWA(keras.optimizers.Optimizer):
             tf.distribute.get_replica_context().merge_call(
                 self._cross_replica_snapshot_if, args=(take,)
             )
-            return
-        decided = _concrete_bool(take)
-        if decided is not None:
-            # Eager: decide in Python. (JAX's `cond` would trace and compile
-            # both branches again on every eager call.)
-            if decided:
-                self._assign_snapshot(*self._snapshot_values())
         elif in_stateless_scope() or keras.config.backend() == "jax":
             # Under JAX tracing a branch must not assign: both branches
             # return values, assigned after the `cond`.
-            count, averages = keras_backend.cond(
-                take, self._snapshot_values, self._current_values
+            state = self._snapshot_state()
+            values = keras_backend.cond(
+                take,
+                self._snapshot_values,
+                lambda: [_kernels.read(v) for v in state],
             )
-            self._assign_snapshot(count, averages)
+            for variable, value in zip(state, values):
+                variable.assign(value)
         else:
             self._snapshot_in_graph_if(take)
 
@@ -314,43 +483,93 @@ class SWA(keras.optimizers.Optimizer):
     def _snapshot_in_graph_if(self, take):
         # A TensorFlow graph: stateful branches, so that steps without a
         # snapshot touch no average.
-        keras_backend.cond(
-            take,
-            lambda: self._assign_snapshot(*self._snapshot_values()),
-            lambda: None,
-        )
+        keras_backend.cond(take, self._take_snapshot_in_place, lambda: None)
 
-    def _snapshot_values(self):
-        new_count = self._snapshot_count.value + 1
-        # `n + 1` once per dtype, not once per variable.
-        divisors = {}
-        averages = []
-        for weight, average in zip(self._trainable_variables, self._averages):
-            if average is None:
-                averages.append(None)
-                continue
-            if average.dtype not in divisors:
-                divisors[average.dtype] = ops.cast(new_count, average.dtype)
-            averages.append(
-                _running_mean(
-                    average.value,
-                    ops.cast(weight.value, average.dtype),
-                    divisors[average.dtype],
+    def _take_snapshot_in_place(self) -> None:
+        """One snapshot, written into the optimizer's variables."""
+        if keras.config.backend() == "jax":
+            # Functional arrays: one compiled pass computes every new value
+            # (eagerly, `jax.jit` fuses what would be one dispatch per op).
+            state = self._snapshot_state()
+            if _is_traced(self._snapshot_count.value):
+                values = self._snapshot_values()
+            else:
+                values = self._jitted_values()(
+                    [_kernels.read(v) for v in state],
+                    [_kernels.read(w) for w in self._trainable_variables],
                 )
-            )
-        return new_count, averages
+            for variable, value in zip(state, values):
+                variable.assign(value)
+            return
+        count = self._snapshot_count.value
+        weights, averages = self._averaged_weights()
+        factors = self._factors(count, averages)
+        _kernels.blend_(averages, weights, factors)
+        self._update_moments_in_place(weights, factors, count)
+        self._snapshot_count.assign(count + 1)
 
-    def _current_values(self):
-        return self._snapshot_count.value, [
-            None if average is None else average.value
-            for average in self._averages
+    def _jitted_values(self) -> Callable:
+        if self._jitted_snapshot_values is None:
+            import jax
+
+            state = self._snapshot_state()
+
+            def values(state_values, weight_values):
+                mapping = list(zip(state, state_values)) + list(
+                    zip(self._trainable_variables, weight_values)
+                )
+                with keras.StatelessScope(state_mapping=mapping):
+                    return self._snapshot_values()
+
+            self._jitted_snapshot_values = jax.jit(values)
+        return self._jitted_snapshot_values
+
+    def _snapshot_state(self) -> list:
+        """The variables a snapshot writes, in the order of
+        `_snapshot_values`."""
+        return [self._snapshot_count] + [a for a in self._averages if a is not None]
+
+    def _snapshot_values(self) -> list:
+        """The values of `_snapshot_state()` after one more snapshot, as new
+        tensors (the reference rule in `keras.ops`)."""
+        count = _kernels.read(self._snapshot_count)
+        weights, averages = self._averaged_weights()
+        factors = self._factors(count, averages)
+        new_averages = [
+            _kernels.blended(_kernels.read(average), ops.cast(_kernels.read(weight), average.dtype), factor)
+            for average, weight, factor in zip(averages, weights, factors)
         ]
+        moments = self._moment_values(weights, new_averages, factors, count)
+        return [count + 1] + new_averages + moments
 
-    def _assign_snapshot(self, count, averages):
-        for average, value in zip(self._averages, averages):
-            if average is not None:
-                average.assign(value)
-        self._snapshot_count.assign(count)
+    def _averaged_weights(self):
+        """The weights that have an average, and their averages."""
+        pairs = [
+            (weight, average)
+            for weight, average in zip(self._trainable_variables, self._averages)
+            if average is not None
+        ]
+        return [w for w, _ in pairs], [a for _, a in pairs]
+
+    def _factors(self, count, averages) -> list:
+        """The blend factor of this snapshot for each average (one tensor
+        per dtype): `1 / (n + 1)` for the mean; for the moving average, 1 at
+        the first snapshot (a copy) and `1 - decay` after."""
+        by_dtype = {}
+        for average in averages:
+            if average.dtype not in by_dtype:
+                by_dtype[average.dtype] = averaging_factor(self.averaging, count, average.dtype)
+        return [by_dtype[average.dtype] for average in averages]
+
+    def _update_moments_in_place(self, weights, factors, count) -> None:
+        """A hook for subclasses: update their state after the averages."""
+
+    def _moment_values(self, weights, new_averages, factors, count) -> list:
+        """A hook for subclasses: the new values of their state, in the
+        order they add to `_snapshot_state()`."""
+        return []
+
+    # -- using the averages ----------------------------------------------
 
     def assign_average_vars(self, var_list: Sequence[keras.Variable]) -> None:
         """Overwrites each variable of `var_list` with its average.
@@ -363,7 +582,8 @@ class SWA(keras.optimizers.Optimizer):
 
         Args:
             var_list: The model's variables (`model.variables` or
-                `model.trainable_variables`).
+                `model.trainable_variables`), Keras variables or, on
+                TensorFlow, raw `tf.Variable`s.
 
         Example:
 
@@ -383,7 +603,7 @@ class SWA(keras.optimizers.Optimizer):
             var_list, "assign_average_vars"
         ):
             # A copy, so that on JAX the two variables never share a buffer.
-            variable.assign(ops.copy(average))
+            variable.assign(ops.copy(average.value))
 
     def swap_average_vars(self, var_list: Sequence[keras.Variable]) -> None:
         """Exchanges each variable of `var_list` with its average.
@@ -399,8 +619,8 @@ class SWA(keras.optimizers.Optimizer):
         for variable, average in self._averaged_pairs(
             var_list, "swap_average_vars"
         ):
-            training_value = ops.copy(variable)
-            variable.assign(average)
+            training_value = ops.copy(_kernels.read(variable))
+            variable.assign(ops.copy(average.value))
             average.assign(training_value)
 
     @contextlib.contextmanager
@@ -439,38 +659,57 @@ class SWA(keras.optimizers.Optimizer):
             self.swap_average_vars(var_list)
 
     def _averaged_pairs(self, var_list, caller):
-        """Yields `(variable, average)` for the variables of `var_list` that
-        have an average; validates the list first, so nothing is half done."""
-        if isinstance(var_list, keras.Variable) or not hasattr(var_list, "__iter__"):
+        """`(variable, average)` for the variables of `var_list` that have an
+        average; validates the list first, so nothing is half done."""
+        pairs = [
+            (variable, self._averages[index])
+            for variable, index in self._trainable_indices(var_list, caller)
+            if self._averages[index] is not None
+        ]
+        if self.snapshot_count == 0:
+            if self.start_averaging is None:
+                when = "take one with `take_snapshot()`"
+            else:
+                when = (
+                    f"the first comes at update {self.start_averaging}, "
+                    f"{self.update_count} updates so far"
+                )
+            warnings.warn(
+                f"`{caller}` did nothing: no snapshot has been taken yet "
+                f"({when}). The weights are unchanged.",
+                stacklevel=4,
+            )
+            return []
+        return pairs
+
+    def _trainable_indices(self, var_list, caller):
+        """`(variable, index)` for the trainable variables of `var_list`, the
+        index being the variable's position in the list this optimizer was
+        built with. Non-trainable variables are skipped; unknown trainable
+        ones refused."""
+        if isinstance(var_list, (keras.Variable, str, bytes)) or not hasattr(
+            var_list, "__iter__"
+        ):
             raise TypeError(
                 f"`var_list` must be a list of variables, such as "
                 f"`model.variables`. Received: var_list={var_list!r}"
             )
-        pairs = []
-        for variable in var_list if self.built else []:
+        found = []
+        for variable in list(var_list) if self.built else []:
             if not getattr(variable, "trainable", False):
                 continue
             key = self._var_key(variable)
             if key not in self._trainable_variables_indices:
                 raise ValueError(
                     f"`{caller}` was given the trainable variable "
-                    f"{getattr(variable, 'path', variable.name)!r}, which this "
-                    "optimizer was not built with. Pass the variables of the "
-                    "model this optimizer trains."
+                    f"{_variable_name(variable)!r}, which this optimizer was "
+                    "not built with. Pass the variables of the model this "
+                    "optimizer trains."
                 )
-            average = self._averages[self._trainable_variables_indices[key]]
-            if average is not None:
-                pairs.append((variable, average))
-        if self.snapshot_count == 0:
-            warnings.warn(
-                f"`{caller}` did nothing: no snapshot has been taken yet "
-                f"({int(ops.convert_to_numpy(self.iterations))} updates so "
-                f"far, the first snapshot comes at update "
-                f"{self.start_averaging}). The weights are unchanged.",
-                stacklevel=3,
-            )
-            return []
-        return pairs
+            found.append((variable, self._trainable_variables_indices[key]))
+        return found
+
+    # -- Keras plumbing ----------------------------------------------------
 
     def scale_loss(self, loss):
         return self.inner_optimizer.scale_loss(loss)
@@ -487,6 +726,7 @@ class SWA(keras.optimizers.Optimizer):
             "start_averaging": self.start_averaging,
             "average_period": self.average_period,
             "sequential_update": self.sequential_update,
+            "averaging": self.averaging,
             "clipnorm": self.clipnorm,
             "clipvalue": self.clipvalue,
             "global_clipnorm": self.global_clipnorm,
@@ -506,15 +746,114 @@ class SWA(keras.optimizers.Optimizer):
             # A ValueError, because Keras's loader replaces a TypeError from
             # `from_config` with a generic message that hides this one.
             raise ValueError(
-                f"Cannot restore a kerasswa.SWA optimizer from its saved "
-                f"config: {error}"
+                f"Cannot restore a kerasswa.{cls.__name__} optimizer from its "
+                f"saved config: {error}"
             ) from error
 
 
-def _running_mean(mean, value, count):
-    """The mean of `count` values, from the mean of the first `count - 1`
-    and the last one: the update of every SWA average."""
-    return mean + (value - mean) / count
+def averaging_factor(averaging: Union[str, float], count, dtype):
+    """The weight of the new snapshot when `count` snapshots came before:
+    `1 / (count + 1)` for the mean; 1 for the first snapshot, then
+    `1 - decay`, for an exponential moving average. `count` may be a tensor
+    or a Python int; the factor is a tensor of `dtype`."""
+    count = ops.convert_to_tensor(count)
+    if averaging == "mean":
+        return ops.divide(
+            ops.convert_to_tensor(1.0, dtype), ops.cast(count + 1, dtype)
+        )
+    return ops.where(
+        ops.equal(count, 0),
+        ops.convert_to_tensor(1.0, dtype),
+        ops.convert_to_tensor(1.0 - averaging, dtype),
+    )
+
+
+def _check_update(optimizer: SWA, grads: list, trainable_variables: list) -> None:
+    """Refuses an update that the inner optimizer would half apply."""
+    if len(grads) != len(trainable_variables):
+        raise ValueError(
+            f"{type(optimizer).__name__} got {len(grads)} gradients for "
+            f"{len(trainable_variables)} variables; give one gradient per "
+            "variable."
+        )
+    optimizer._check_variables_are_known(trainable_variables)
+    for grad, variable in zip(grads, trainable_variables):
+        grad_shape = getattr(grad, "shape", None)
+        if grad is None or grad_shape is None or _is_sparse(grad):
+            continue
+        known = [d for d in tuple(grad_shape) if d is not None]
+        if len(known) == len(tuple(grad_shape)) and tuple(grad_shape) != tuple(variable.shape):
+            raise ValueError(
+                f"The gradient of {_variable_name(variable)!r} has shape "
+                f"{tuple(grad_shape)}, but the variable has shape "
+                f"{tuple(variable.shape)}. No variable was changed."
+            )
+
+
+def _check_inner_is_free(inner: keras.optimizers.Optimizer, var_list: list) -> None:
+    """Refuses an inner optimizer that was built for other variables: Keras
+    would raise "Unknown variable" on TensorFlow and PyTorch, and on JAX
+    leave the model untrained without a word."""
+    if not inner.built:
+        return
+    known = inner._trainable_variables_indices
+    strangers = [v for v in var_list if inner._var_key(v) not in known]
+    if strangers:
+        raise ValueError(
+            f"The inner optimizer {inner.name!r} "
+            f"({type(inner).__name__}) was already built for other "
+            f"variables (another model): it does not know "
+            f"{_variable_name(strangers[0])!r}. An optimizer keeps per-variable "
+            "state, so it cannot train a second model. Wrap a fresh one for "
+            "each model, e.g. "
+            f"`SWA({type(inner).__name__}.from_config(inner.get_config()))`."
+        )
+
+
+def _is_sparse(grad) -> bool:
+    return type(grad).__name__ in ("IndexedSlices", "SparseTensor", "BCOO")
+
+
+def _variable_name(variable) -> str:
+    return getattr(variable, "path", None) or getattr(variable, "name", repr(variable))
+
+
+def _tensor_key(value):
+    """What identifies a tensor's current contents without reading them: the
+    tensor itself for immutable JAX arrays, the tensor and its version
+    counter for PyTorch's in-place tensors; `None` elsewhere."""
+    backend = keras.config.backend()
+    if backend == "jax":
+        return (value,)
+    if backend == "torch":
+        return (value, value._version)
+    return None
+
+
+def _same_tensor(key, value) -> bool:
+    if key is None:
+        return False
+    current = _tensor_key(value)
+    return (
+        current is not None
+        and current[0] is key[0]
+        and current[1:] == key[1:]
+    )
+
+
+def _is_traced(value) -> bool:
+    """Whether `value` is symbolic: a JAX tracer, or a tensor of a
+    TensorFlow graph (`tf.function`)."""
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+    if backend == "jax":
+        import jax
+
+        return isinstance(value, jax.core.Tracer)
+    return False
 
 
 def _needs_tf_merge_call() -> bool:
@@ -529,15 +868,6 @@ def _needs_tf_merge_call() -> bool:
         and not tf.distribute.in_cross_replica_context()
         and not tf.__internal__.distribute.strategy_supports_no_merge_call()
     )
-
-
-def _concrete_bool(value) -> Optional[bool]:
-    """`value` as a Python bool, or `None` while it is being traced (JAX
-    tracers and TensorFlow graph tensors refuse `bool()` with a TypeError)."""
-    try:
-        return bool(value)
-    except TypeError:
-        return None
 
 
 def _resolve_inner_optimizer(optimizer: Any) -> keras.optimizers.Optimizer:
@@ -576,28 +906,36 @@ def _resolve_inner_optimizer(optimizer: Any) -> keras.optimizers.Optimizer:
 
 
 def _new_learning_rate(inner, lr, learning_rate, decay):
-    """The learning rate (float or schedule) to give the inner optimizer, or
-    `None` to leave it alone. Checks everything and changes nothing."""
+    """The learning rate (float, schedule or callable) to give the inner
+    optimizer, or `None` to leave it alone. Checks everything and changes
+    nothing."""
     if lr is not None and learning_rate is not None:
         raise ValueError(
             "Give `learning_rate` or its deprecated alias `lr`, not both. "
             f"Received: lr={lr!r}, learning_rate={learning_rate!r}"
         )
     argument = "lr" if lr is not None else "learning_rate"
-    rate = _validation.check_optional_number(
-        argument, lr if lr is not None else learning_rate, allow_zero=False
+    rate = _validation.check_learning_rate(
+        argument, lr if lr is not None else learning_rate
     )
     decay = _validation.check_optional_number("decay", decay, allow_zero=True)
     if rate is None and not decay:
         return None
-    # A float learning rate lives in a variable; a schedule or a callable
-    # would be silently replaced, so refuse instead.
-    if not isinstance(inner.learning_rate, keras.Variable):
+    is_float = rate is None or isinstance(rate, float)
+    if decay and not is_float:
+        raise ValueError(
+            "`decay` applies to a constant learning rate, and "
+            f"`{argument}` is a schedule: put the decay into the schedule "
+            f"instead. Received: {argument}={rate!r}, decay={decay!r}"
+        )
+    # A float learning rate lives in a variable; a schedule or a callable on
+    # the inner optimizer would be silently replaced by a float, so refuse.
+    if is_float and not isinstance(inner.learning_rate, keras.Variable):
         raise ValueError(
             f"`{argument if rate is not None else 'decay'}` cannot be applied: "
             f"the inner optimizer {inner.name!r} already follows a "
             "learning-rate schedule. Put the schedule you want on the inner "
-            "optimizer instead."
+            "optimizer instead, or pass a schedule as `learning_rate`."
         )
     if lr is not None:
         # Only once the value is known to be used.

@@ -5,9 +5,16 @@ Each pytest process runs on one Keras backend, chosen by `KERAS_BACKEND`
 """
 
 import os
+import pathlib
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# kerasswa is imported from python/ (pyproject's `pythonpath`), not installed:
+# the scripts the tests start in subprocesses need the same path.
+_SOURCES = str(pathlib.Path(__file__).resolve().parents[2] / "python")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_SOURCES, os.environ.get("PYTHONPATH")) if p
+)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
