@@ -22,6 +22,11 @@ import pytest  # noqa: E402
 
 BACKEND = keras.config.backend()
 
+# `jit_compile` settings to test a feature under. On PyTorch `jit_compile=True`
+# is `torch.compile`, which takes 10-30 s per model here: test_training.py
+# covers it, feature tests run eagerly.
+JIT_MODES = [False] if BACKEND == "torch" else [False, True]
+
 
 def pytest_report_header(config):
     return f"keras {keras.__version__}, backend {BACKEND}, numpy {np.__version__}"
