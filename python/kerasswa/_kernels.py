@@ -75,21 +75,26 @@ def blended(target, source, factor):
     return ops.add(target, ops.multiply(ops.subtract(source, target), factor))
 
 
-def write_row_(variable: keras.Variable, index: int, row) -> None:
+def write_row_(variable: keras.Variable, index, row) -> None:
     """`variable[index] = row`, in place where the backend allows.
 
-    `index` is a Python int (the ring slot of a SWAG deviation, known when
-    this runs eagerly).
+    `index` is a scalar integer tensor (the ring slot of a SWAG deviation).
     """
     backend = keras.config.backend()
     if FUSED and backend == "torch":
         import torch
 
         with torch.no_grad():
-            variable.value[index].copy_(_torch_tensor(row))
+            variable.value.index_copy_(
+                0, index.reshape(1).long(), _torch_tensor(row).unsqueeze(0)
+            )
         return
     if FUSED and backend == "tensorflow" and not _tf_distributed():
-        variable.value[index].assign(row)
+        import tensorflow as tf
+
+        variable.value.scatter_update(
+            tf.IndexedSlices(tf.expand_dims(row, 0), tf.reshape(index, [1]))
+        )
         return
     variable.assign(with_row(variable.value, index, row))
 

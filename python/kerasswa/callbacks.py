@@ -12,7 +12,7 @@ from keras import ops
 
 from kerasswa import _kernels, _validation
 from kerasswa.batchnorm import update_bn
-from kerasswa.swa import SWA, averaging_factor
+from kerasswa.swa import SWA, _find_swa, averaging_factor
 
 
 # The attribute of the SWA optimizer where a finished `fit` leaves the training
@@ -278,19 +278,6 @@ class SWACallback(keras.callbacks.Callback):
         )
         self._swa.assign_average_vars(model.variables)
         self._apply_average_statistics(model)
-
-
-def _find_swa(model) -> SWA:
-    optimizer = getattr(model, "optimizer", None)
-    # `compile` wraps the optimizer in a LossScaleOptimizer under mixed_float16.
-    inner = getattr(optimizer, "inner_optimizer", None)
-    for candidate in (optimizer, inner):
-        if isinstance(candidate, SWA):
-            return candidate
-    raise TypeError(
-        "SWACallback needs a model compiled with a kerasswa.SWA optimizer. "
-        f"Received a model whose optimizer is {optimizer!r}"
-    )
 
 
 def _averaged_non_trainable(model) -> list:

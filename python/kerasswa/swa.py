@@ -768,6 +768,19 @@ def averaging_factor(averaging: Union[str, float], count, dtype):
     )
 
 
+def _find_swa(model, kind: type = SWA, user: str = "SWACallback") -> SWA:
+    optimizer = getattr(model, "optimizer", None)
+    # `compile` wraps the optimizer in a LossScaleOptimizer under mixed_float16.
+    inner = getattr(optimizer, "inner_optimizer", None)
+    for candidate in (optimizer, inner):
+        if isinstance(candidate, kind):
+            return candidate
+    raise TypeError(
+        f"{user} needs a model compiled with a kerasswa.{kind.__name__} "
+        f"optimizer. Received a model whose optimizer is {optimizer!r}"
+    )
+
+
 def _check_update(optimizer: SWA, grads: list, trainable_variables: list) -> None:
     """Refuses an update that the inner optimizer would half apply."""
     if len(grads) != len(trainable_variables):

@@ -45,14 +45,25 @@ def _finish(*processes):
         assert process.returncode == 0, output[-3000:]
 
 
+# 64 samples, global batch 16, 3 epochs: 12 updates. Automatic snapshots at
+# 3, 5, ..., 11; manual ones at the 3 epoch ends.
+SNAPSHOTS = {"swa": 5, "ema": 5, "manual": 3, "swag": 5}
+
+
 def _compare(reference, distributed):
+    """Every variant's counts, averaged weights and optimizer variables
+    (averages, SWAG's moments and deviations) equal the single-device run's."""
     reference, distributed = np.load(reference), np.load(distributed)
-    # 64 samples, global batch 16, 3 epochs: 12 updates, snapshots at 3, 5, ..., 11.
-    assert int(reference["iterations"]) == int(distributed["iterations"]) == 12
-    assert int(reference["snapshot_count"]) == int(distributed["snapshot_count"]) == 5
-    weights = [k for k in reference.files if k.startswith("arr_")]
-    assert weights
-    largest = max(float(np.abs(reference[k] - distributed[k]).max()) for k in weights)
+    for variant, snapshots in SNAPSHOTS.items():
+        assert int(reference[f"{variant}/iterations"]) == 12
+        assert int(distributed[f"{variant}/iterations"]) == 12
+        assert int(reference[f"{variant}/snapshot_count"]) == snapshots
+        assert int(distributed[f"{variant}/snapshot_count"]) == snapshots
+    arrays = [k for k in reference.files if "/weight" in k or "/optimizer/" in k]
+    deviations = [p for p in reference["swag/optimizer_paths"] if p.endswith("swag_deviations")]
+    assert len(deviations) == 4
+    assert sorted(arrays) == sorted(k for k in distributed.files if "/weight" in k or "/optimizer/" in k)
+    largest = max(float(np.abs(reference[k] - distributed[k]).max()) for k in arrays)
     assert largest < 1e-5, largest
     return largest
 
@@ -95,3 +106,20 @@ def test_jax_data_parallel_equals_single_device(tmp_path):
     parallel = _run("jax_data_parallel", tmp_path / "parallel.npz")
     _finish(single, parallel)
     _compare(tmp_path / "single.npz", tmp_path / "parallel.npz")
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.ModelParallel runs on the JAX backend")
+def test_jax_model_parallel_shards_the_averages_like_their_weights(tmp_path):
+    single = _run("jax_single", tmp_path / "single.npz")
+    parallel = _run("jax_model_parallel", tmp_path / "parallel.npz")
+    _finish(single, parallel)
+    _compare(tmp_path / "single.npz", tmp_path / "parallel.npz")
+    shardings = np.load(tmp_path / "parallel.npz")
+    # The hidden kernel (4, 4) is split on its last axis; SWAG's deviations
+    # (3, 4, 4) on their last axis too, with the rank axis whole.
+    kernel = "sharding/hidden/kernel"
+    assert str(shardings[kernel]) == "(None, 'model')"
+    assert str(shardings[f"{kernel}/average"]) == "(None, 'model')"
+    assert str(shardings[f"{kernel}/second_moment"]) == "(None, 'model')"
+    assert str(shardings[f"{kernel}/deviations"]) == "(None, None, 'model')"
+    assert str(shardings["sharding/out/kernel/deviations"]) == "(None, None, None)"

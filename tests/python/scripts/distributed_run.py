@@ -14,8 +14,15 @@ MODE is one of
 - `multiworker`: that loop under MultiWorkerMirroredStrategy (TF_CONFIG set by
   the caller). Keras 3's `fit` does not run under this strategy
   (keras-team/keras#20585), so the loop is TensorFlow's own route;
-- `jax_single` and `jax_data_parallel`: JAX `fit` on one device, and under
-  keras.distribution.DataParallel over two host devices.
+- `jax_single`, `jax_data_parallel` and `jax_model_parallel`: JAX `fit` on
+  one device, under keras.distribution.DataParallel over two host devices,
+  and under keras.distribution.ModelParallel with the hidden layer's kernel
+  sharded over them (the file then also records the sharding of each
+  weight's optimizer state).
+
+Each mode trains one model per variant of the optimizer (VARIANTS): SWA's
+mean, its moving average, manual snapshots at epoch ends, and SWAG; the file
+holds, per variant, the counts, the weights and every optimizer variable.
 """
 
 import os
@@ -37,19 +44,47 @@ def data():
     return x, y
 
 
-def build(keras):
-    from kerasswa import SWA
+VARIANTS = ("swa", "ema", "manual", "swag")
+
+
+def build(keras, variant):
+    from kerasswa import SWA, SWAG
 
     keras.utils.set_random_seed(1)
     model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(3, activation="tanh"), keras.layers.Dense(1)]
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(4, activation="tanh", name="hidden"),
+            keras.layers.Dense(1, name="out"),
+        ]
     )
-    optimizer = SWA(keras.optimizers.SGD(0.05, momentum=0.9), start_averaging=3, average_period=2)
+    inner = keras.optimizers.SGD(0.05, momentum=0.9)
+    if variant == "swag":
+        optimizer = SWAG(inner, start_averaging=3, average_period=2, max_rank=3)
+    else:
+        optimizer = SWA(
+            inner,
+            start_averaging=None if variant == "manual" else 3,
+            average_period=2,
+            averaging=0.75 if variant == "ema" else "mean",
+        )
     model.compile(optimizer=optimizer, loss="mse")
     return model, optimizer
 
 
-def custom_loop(tf, strategy, model, optimizer, dataset):
+def snapshot_callbacks(keras, variant):
+    """Manual snapshots at every epoch end, for the `manual` variant."""
+    if variant != "manual":
+        return []
+
+    class SnapshotAtEpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.optimizer.take_snapshot()
+
+    return [SnapshotAtEpochEnd()]
+
+
+def custom_loop(tf, strategy, model, optimizer, dataset, variant):
     @tf.function
     def step(x, y):
         def replica_step(x, y):
@@ -64,27 +99,62 @@ def custom_loop(tf, strategy, model, optimizer, dataset):
     for _ in range(EPOCHS):
         for x, y in strategy.experimental_distribute_dataset(dataset):
             step(x, y)
+        if variant == "manual":
+            optimizer.take_snapshot()
 
 
-def train_and_save(keras, model, optimizer, fit_data, output, **fit_kwargs):
-    model.fit(fit_data[0], fit_data[1], epochs=EPOCHS, shuffle=False, verbose=0, **fit_kwargs)
-    save(keras, model, optimizer, output)
-
-
-def save(keras, model, optimizer, output):
-    import numpy as np
-
-    optimizer.assign_average_vars(model.variables)
-    np.savez(
-        output,
-        snapshot_count=optimizer.snapshot_count,
-        iterations=int(keras.ops.convert_to_numpy(optimizer.iterations)),
-        *model.get_weights(),
+def fit(model, variant, keras, fit_data, **fit_kwargs):
+    model.fit(
+        fit_data[0],
+        fit_data[1],
+        epochs=EPOCHS,
+        shuffle=False,
+        verbose=0,
+        callbacks=snapshot_callbacks(keras, variant),
+        **fit_kwargs,
     )
 
 
+def results(keras, variant, model, optimizer):
+    """The counts, the averaged weights and every optimizer variable."""
+    import numpy as np
+
+    arrays = {
+        f"{variant}/snapshot_count": optimizer.snapshot_count,
+        f"{variant}/iterations": int(keras.ops.convert_to_numpy(optimizer.iterations)),
+    }
+    # By position: automatic names differ between processes.
+    for index, variable in enumerate(optimizer.variables):
+        arrays[f"{variant}/optimizer/{index}"] = np.asarray(keras.ops.convert_to_numpy(variable))
+    arrays[f"{variant}/optimizer_paths"] = np.array([v.path for v in optimizer.variables])
+    optimizer.assign_average_vars(model.variables)
+    for index, weight in enumerate(model.get_weights()):
+        arrays[f"{variant}/weight{index}"] = weight
+    return arrays
+
+
+def shardings(optimizer):
+    """For each weight and each optimizer variable made from it, the
+    partition spec of its sharding, as text."""
+    specs = {}
+    # `layer/variable`, without the model's automatic name.
+    names = [weight.path.split("/", 1)[1] for weight in optimizer._trainable_variables]
+    for name, weight in zip(names, optimizer._trainable_variables):
+        specs[f"sharding/{name}"] = str(tuple(weight.value.sharding.spec))
+    state = [("average", optimizer.average_variables)]
+    state += [("second_moment", optimizer.second_moment_variables)]
+    state += [("deviations", optimizer.deviation_variables)]
+    for kind, variables in state:
+        for name, variable in zip(names, variables):
+            specs[f"sharding/{name}/{kind}"] = str(tuple(variable.value.sharding.spec))
+    return specs
+
+
 def main(mode, output):
+    import numpy as np
+
     x, y = data()
+    arrays = {}
     if mode in ("single", "mirrored", "single_loop", "multiworker"):
         os.environ["KERAS_BACKEND"] = "tensorflow"
         import tensorflow as tf
@@ -106,14 +176,15 @@ def main(mode, output):
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         dataset = dataset.with_options(options)
-        with strategy.scope():
-            model, optimizer = build(keras)
-        if mode in ("single", "mirrored"):
-            train_and_save(keras, model, optimizer, (dataset, None), output)
-        else:
-            custom_loop(tf, strategy, model, optimizer, dataset)
-            save(keras, model, optimizer, output)
-    elif mode in ("jax_single", "jax_data_parallel"):
+        for variant in VARIANTS:
+            with strategy.scope():
+                model, optimizer = build(keras, variant)
+            if mode in ("single", "mirrored"):
+                fit(model, variant, keras, (dataset, None))
+            else:
+                custom_loop(tf, strategy, model, optimizer, dataset, variant)
+            arrays.update(results(keras, variant, model, optimizer))
+    elif mode in ("jax_single", "jax_data_parallel", "jax_model_parallel"):
         os.environ["KERAS_BACKEND"] = "jax"
         os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
         import jax
@@ -124,10 +195,23 @@ def main(mode, output):
             keras.distribution.set_distribution(
                 keras.distribution.DataParallel(devices=jax.devices())
             )
-        model, optimizer = build(keras)
-        train_and_save(keras, model, optimizer, (x, y), output, batch_size=GLOBAL_BATCH)
+        elif mode == "jax_model_parallel":
+            mesh = keras.distribution.DeviceMesh((1, 2), ["batch", "model"], jax.devices())
+            layout_map = keras.distribution.LayoutMap(mesh)
+            # Layout map keys are full-match regular expressions on the path.
+            layout_map[".*hidden/kernel"] = (None, "model")
+            keras.distribution.set_distribution(
+                keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
+            )
+        for variant in VARIANTS:
+            model, optimizer = build(keras, variant)
+            fit(model, variant, keras, (x, y), batch_size=GLOBAL_BATCH)
+            if mode == "jax_model_parallel" and variant == "swag":
+                arrays.update(shardings(optimizer))
+            arrays.update(results(keras, variant, model, optimizer))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
+    np.savez(output, **arrays)
 
 
 if __name__ == "__main__":
