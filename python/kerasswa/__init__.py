@@ -12,6 +12,7 @@ along the same trajectory) and `swag_predict` (Bayesian model averaging).
 
 from kerasswa.batchnorm import update_bn
 from kerasswa.callbacks import SWACallback
+from kerasswa.checkpoint import SWAModelCheckpoint
 from kerasswa.schedules import SWALearningRateSchedule
 from kerasswa.swa import SWA
 from kerasswa.swag import SWAG, swag_predict
@@ -23,6 +24,7 @@ __all__ = [
     "SWACallback",
     "SWAG",
     "SWALearningRateSchedule",
+    "SWAModelCheckpoint",
     "swag_predict",
     "update_bn",
     "__version__",
