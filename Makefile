@@ -14,29 +14,61 @@ PY := $(VENV)/bin/python
 PY_SRC := PYTHONPATH=$(abspath python) $(PY)
 RLIB := .Rlib
 PY_STAMP := $(VENV)/.installed
-R_DEBS := r-base-core r-base-dev r-cran-reticulate r-cran-testthat \
-	r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown
-R_PACKAGES := reticulate testthat roxygen2 knitr rmarkdown
+
+# R side. R and most R packages come from Debian (R_DEBS); keras3, a current
+# reticulate and R's tensorflow (with the few packages they need that Debian
+# lacks) from CRAN, or from the CRAN-like repository R_REPO names. Where CRAN
+# cannot be reached, ../shared/cran stands in for it (as here); elsewhere
+# R_REPO is CRAN, or whatever `make test R_REPO=...` says.
+SHARED_CRAN := $(abspath ../shared/cran)
+R_REPO ?= $(if $(wildcard $(SHARED_CRAN)/src/contrib/PACKAGES),file://$(SHARED_CRAN),https://cloud.r-project.org)
+R_REPO_PACKAGES := 'reticulate (>= 1.46.0)' 'keras3 (>= 1.5.0)' 'tensorflow (>= 2.16.0)'
+R_DEBS := r-base-core r-base-dev r-cran-testthat r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown \
+	r-cran-rcpp r-cran-rcpptoml r-cran-matrix r-cran-here r-cran-jsonlite r-cran-png \
+	r-cran-rappdirs r-cran-withr r-cran-generics r-cran-magrittr r-cran-zeallot \
+	r-cran-fastmap r-cran-glue r-cran-cli r-cran-rlang r-cran-processx r-cran-yaml \
+	r-cran-rstudioapi r-cran-tidyselect r-cran-backports r-cran-whisker r-cran-base64enc \
+	r-cran-callr r-cran-lifecycle
+# Installs those Debian packages of the list $(1) that are missing.
+APT_INSTALL = missing=$$(for p in $(1); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing from Debian (apt-get):" $$missing "..."; \
+		$(SUDO) apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# The R package ships the Python module (inst/python/kerasswa) and imports it
+# from there. python/kerasswa is the one source: this copies it, as roxygen2
+# writes man/; tests/python/test_packaging.py fails when the committed copy
+# differs.
+PY_MODULE := $(wildcard python/kerasswa/*.py)
+R_PY_COPY := inst/python/kerasswa
+SYNC_PY_COPY := if ! diff -rq -x __pycache__ python/kerasswa $(R_PY_COPY) >/dev/null 2>&1; then \
+	rm -rf $(R_PY_COPY) && mkdir -p $(R_PY_COPY) && cp $(PY_MODULE) $(R_PY_COPY)/ && \
+	echo "Copied python/kerasswa to $(R_PY_COPY) (commit it with the change)"; fi
 
 export CUDA_VISIBLE_DEVICES :=
 export TF_CPP_MIN_LOG_LEVEL := 2
 export RETICULATE_PYTHON := $(abspath $(PY))
 export R_LIBS := $(abspath $(RLIB))
+# No __pycache__ beside the sources (python/ and its copy under inst/ must stay equal).
+export PYTHONDONTWRITEBYTECODE := 1
 # pip on this kind of machine warns about missing mirror folders; hide only that.
 PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 
-# R side: the package's own files (what `install-r` depends on), the folder
-# R CMD build/check write into, and the check of Debian's R packages.
-R_PKG_FILES := DESCRIPTION NAMESPACE LICENSE $(wildcard R/*.R man/*.Rd demo/*)
+# R side: the package's own files (what `install-r` depends on) and the folder
+# R CMD build/check write into.
+R_PKG_FILES := DESCRIPTION NAMESPACE LICENSE $(wildcard R/*.R man/*.Rd demo/*) $(PY_MODULE)
 R_STAMP := $(RLIB)/.kerasswa-installed
 R_CHECK_DIR := .Rcheck
 R_BUILD_SOURCES := $(wildcard .Rbuildignore DESCRIPTION NAMESPACE LICENSE NEWS.md \
 	R man demo inst data vignettes tests)
-R_DEPS_PRESENT := { command -v Rscript >/dev/null 2>&1 && Rscript -e 'quit(status = !all(vapply(c($(foreach p,$(R_PACKAGES),"$(p)",)NULL), requireNamespace, TRUE, quietly = TRUE)))' >/dev/null 2>&1; }
 R_TEST_DIR := testthat::test_dir("tests/testthat", package = "kerasswa", load_package = "installed", stop_on_failure = TRUE, reporter = testthat::ProgressReporter$$new(show_praise = FALSE))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help demo test bench test-python test-r check-r docs install-python install-r-deps install-r \
+	python-copy dist \
 	site site-test install-site-deps
 
 help:
@@ -46,6 +78,7 @@ help:
 	@echo "make bench  measure the cost and benefit of SWA; writes bench/RESULTS.md (about 15 minutes)"
 	@echo "make site   build the documentation site into docs/, offline, running every example"
 	@echo "make site-test  open the site in headless Chromium and check every page renders"
+	@echo "make dist   build the Python sdist and wheel (checked, smoke-tested) and the R source tarball into dist/"
 
 install-python: $(PY_STAMP)
 
@@ -57,20 +90,20 @@ $(PY_STAMP): requirements/test.txt requirements/nodeps.txt pyproject.toml
 	@$(PY) -c "import numpy, keras; assert int(numpy.__version__.split('.')[0]) >= 2"
 	@touch $@
 
-# Debian's R and R packages (R is not installed from CRAN here), when any is missing.
+# Debian's R and R packages, then the packages from R_REPO, each only when missing.
 install-r-deps:
-	@if ! $(R_DEPS_PRESENT); then \
-		echo "Installing R and its packages from Debian (apt-get) ..."; \
-		$(SUDO) apt-get update -qq; \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(R_DEBS) >/dev/null; \
-		$(R_DEPS_PRESENT) || { echo "R packages still missing after apt-get: $(R_PACKAGES)" >&2; exit 1; }; \
-	fi
+	@$(call APT_INSTALL,$(R_DEBS))
+	@Rscript tools/install-r-packages.R $(RLIB) $(R_REPO) $(R_REPO_PACKAGES)
+
+python-copy:
+	@$(SYNC_PY_COPY)
 
 install-r: $(R_STAMP)
 
 # Installed from the working tree into $(RLIB), again only when a file of the
 # package changed.
 $(R_STAMP): $(R_PKG_FILES) | install-r-deps
+	@$(SYNC_PY_COPY)
 	@mkdir -p $(RLIB)
 	@echo "Installing the R package kerasswa into $(RLIB) ..."
 	@R CMD INSTALL --no-multiarch --library=$(RLIB) . >$(RLIB)/install.log 2>&1 \
@@ -80,42 +113,89 @@ $(R_STAMP): $(R_PKG_FILES) | install-r-deps
 test-python: install-python
 	@for backend in tensorflow jax torch; do \
 		echo "=== pytest, KERAS_BACKEND=$$backend ==="; \
-		KERAS_BACKEND=$$backend $(PY) -m pytest -q -p no:cacheprovider --doctest-modules python/kerasswa tests/python || exit 1; \
+		KERAS_BACKEND=$$backend $(PY) -m pytest -q -p no:cacheprovider -n 2 --doctest-modules python/kerasswa tests/python || exit 1; \
 	done
 
 test: test-python test-r check-r site-test
 
-# testthat against the package installed in $(RLIB). The tests that need
-# Python fail rather than skip when it is missing (KERASSWA_REQUIRE_PYTHON).
-test-r: install-python install-r
-	@echo "=== testthat (R), KERAS_BACKEND=tensorflow ==="
-	@KERAS_BACKEND=tensorflow KERASSWA_REQUIRE_PYTHON=true Rscript -e '$(R_TEST_DIR)'
+# The Python set-ups of an R user that tests/testthat/test-python-setups.R tries
+# (a: RETICULATE_PYTHON, b: keras3's r-keras, c: nothing configured), made
+# under a project-local folder: (b) with keras3::install_keras() (a few
+# minutes, once), (c) by reticulate with the uv installed into $(VENV).
+SETUP_HOME := $(abspath .cache)
+R_KERAS_STAMP := $(SETUP_HOME)/virtualenvs/r-keras/.made-by-install-keras
 
-# R CMD build + check. The build starts from a copy of the R package's own
-# folders (R CMD build would first copy all of .venv); .Rbuildignore still
-# decides what goes into the tarball. keras3 (Suggests) cannot be installed
-# here: _R_CHECK_FORCE_SUGGESTS_=false. An empty local repository stands in
-# for CRAN, whose index the check would otherwise try to download. R CMD check
-# exits 0 on a WARNING, so its status line decides.
-check-r: install-python install-r-deps
-	@rm -rf $(R_CHECK_DIR) && mkdir -p $(R_CHECK_DIR)/kerasswa
-	@tar -cf - $(R_BUILD_SOURCES) | tar -xf - -C $(R_CHECK_DIR)/kerasswa
+$(R_KERAS_STAMP): | install-r-deps
+	@echo "Creating r-keras with keras3::install_keras() in $(SETUP_HOME)/virtualenvs (a few minutes, once) ..."
+	@mkdir -p $(SETUP_HOME)/virtualenvs
+	@cd $(SETUP_HOME) && env -u RETICULATE_PYTHON WORKON_HOME=$(SETUP_HOME)/virtualenvs \
+		Rscript -e 'keras3::install_keras(backend = "tensorflow", gpu = FALSE, restart_session = FALSE)' \
+		>$(SETUP_HOME)/install-keras.log 2>&1 || { tail -40 $(SETUP_HOME)/install-keras.log; exit 1; }
+	@touch $@
+
+# testthat against the package installed in $(RLIB), on TensorFlow and on JAX.
+# The tests that need Python fail rather than skip when it is missing
+# (KERASSWA_REQUIRE_PYTHON); the set-up tests, which try both backends
+# themselves, run in the first pass only.
+test-r: install-python install-r $(R_KERAS_STAMP)
+	@echo "=== testthat (R), KERAS_BACKEND=tensorflow, with the Python set-ups ==="
+	@KERAS_BACKEND=tensorflow KERASSWA_REQUIRE_PYTHON=true KERASSWA_SETUP_HOME=$(SETUP_HOME) \
+		KERASSWA_SETUP_PYTHON=$(abspath $(PY)) KERASSWA_SETUP_UV=$(abspath $(VENV))/bin/uv \
+		Rscript -e '$(R_TEST_DIR)'
+	@echo "=== testthat (R), KERAS_BACKEND=jax ==="
+	@KERAS_BACKEND=jax KERASSWA_REQUIRE_PYTHON=true Rscript -e '$(R_TEST_DIR)'
+
+# R CMD build, in $(1): from a copy of the R package's own folders (R CMD build
+# would first copy all of .venv); .Rbuildignore still decides what goes into
+# the tarball.
+R_BUILD = rm -rf $(1) && mkdir -p $(1)/kerasswa && \
+	tar -cf - $(R_BUILD_SOURCES) | tar -xf - -C $(1)/kerasswa && \
+	(cd $(1) && R CMD build --no-build-vignettes kerasswa >build.log 2>&1) \
+	|| { cat $(1)/build.log; exit 1; }
+
+# R CMD check of the built tarball: 0 errors, 0 warnings, 0 notes, or it fails
+# (R CMD check itself exits 0 on a WARNING or a NOTE). An empty local
+# repository stands in for CRAN, whose index the check would otherwise try to
+# download. --no-tests: test-r has just run the same tests against the
+# package installed from the same sources.
+check-r: install-python install-r
+	@echo "=== R CMD build ==="
+	@$(call R_BUILD,$(R_CHECK_DIR))
 	@mkdir -p $(R_CHECK_DIR)/cran/src/contrib && touch $(R_CHECK_DIR)/cran/src/contrib/PACKAGES
 	@echo 'options(repos = c(CRAN = "file://$(abspath $(R_CHECK_DIR))/cran"))' >$(R_CHECK_DIR)/Rprofile
-	@echo "=== R CMD build ==="
-	@cd $(R_CHECK_DIR) && R CMD build --no-build-vignettes kerasswa >build.log 2>&1 \
-		|| { cat build.log; exit 1; }
-	@echo "=== R CMD check --no-manual ==="
-	@cd $(R_CHECK_DIR) && KERAS_BACKEND=tensorflow KERASSWA_REQUIRE_PYTHON=true \
-		R_PROFILE_USER=$(abspath $(R_CHECK_DIR))/Rprofile \
-		_R_CHECK_FORCE_SUGGESTS_=false _R_CHECK_SYSTEM_CLOCK_=false \
-		R CMD check --no-manual kerasswa_*.tar.gz
-	@if grep -qE '^Status:.*(ERROR|WARNING)' $(R_CHECK_DIR)/kerasswa.Rcheck/00check.log; then \
-		echo "R CMD check found an ERROR or a WARNING: see $(R_CHECK_DIR)/kerasswa.Rcheck/00check.log" >&2; \
+	@echo "=== R CMD check --no-manual --no-tests ==="
+	@cd $(R_CHECK_DIR) && KERAS_BACKEND=tensorflow \
+		R_PROFILE_USER=$(abspath $(R_CHECK_DIR))/Rprofile _R_CHECK_SYSTEM_CLOCK_=false \
+		R CMD check --no-manual --no-tests kerasswa_*.tar.gz
+	@if ! grep -qE '^Status: OK' $(R_CHECK_DIR)/kerasswa.Rcheck/00check.log; then \
+		echo "R CMD check found an ERROR, a WARNING or a NOTE: see $(R_CHECK_DIR)/kerasswa.Rcheck/00check.log" >&2; \
 		exit 1; \
 	fi
 
-docs: install-r-deps
+# The Python sdist and wheel, checked by twine, the wheel installed with pip
+# into a new virtualenv (with JAX as the backend) where tools/smoke.py trains
+# (the build runs with byte-compiling on: setuptools warns otherwise)
+# with SWA; and the R source tarball. All into $(DIST_DIR)/.
+DIST_DIR := dist
+DIST_VENV := $(DIST_DIR)/smoke-venv
+dist: install-python install-r-deps python-copy
+	@rm -rf $(DIST_DIR) && mkdir -p $(DIST_DIR)
+	@$(PY) -m pip install -q -r requirements/dist.txt 2>&1 | $(PIP_QUIET)
+	@echo "=== python -m build ==="
+	@env -u PYTHONDONTWRITEBYTECODE $(PY) -m build --outdir $(DIST_DIR) . >$(DIST_DIR)/build.log 2>&1 || { cat $(DIST_DIR)/build.log; exit 1; }
+	@if grep -in "warning" $(DIST_DIR)/build.log; then echo "python -m build warned (above)" >&2; exit 1; fi
+	@$(PY) -m twine check --strict $(DIST_DIR)/kerasswa-*.whl $(DIST_DIR)/kerasswa-*.tar.gz
+	@echo "=== the wheel in a new virtualenv ==="
+	@$(PYTHON) -m venv $(DIST_VENV)
+	@$(DIST_VENV)/bin/python -m pip install -q $(DIST_DIR)/kerasswa-*.whl 'jax[cpu]' 2>&1 | $(PIP_QUIET)
+	@cd $(DIST_DIR) && KERAS_BACKEND=jax smoke-venv/bin/python $(abspath tools/smoke.py)
+	@rm -rf $(DIST_VENV)
+	@echo "=== R CMD build ==="
+	@$(call R_BUILD,$(DIST_DIR)/r)
+	@mv $(DIST_DIR)/r/kerasswa_*.tar.gz $(DIST_DIR)/ && rm -rf $(DIST_DIR)/r
+	@ls $(DIST_DIR)
+
+docs: install-r-deps python-copy
 	@Rscript -e 'roxygen2::roxygenise()'
 
 demo: install-python install-r-deps install-r
@@ -160,13 +240,7 @@ SITE_SOURCES := DESCRIPTION NAMESPACE README.md _pkgdown.yml $(wildcard bench/RE
 # clipboard.js (node-clipboard), Chromium and its WebDriver; Selenium into
 # $(VENV).
 install-site-deps: install-r-deps $(SITE_PY_STAMP)
-	@missing=$$(for p in $(SITE_DEBS); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "Installing from Debian (apt-get):" $$missing "..."; \
-		$(SUDO) apt-get update -qq; \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	@$(call APT_INSTALL,$(SITE_DEBS))
 
 $(SITE_PY_STAMP): requirements/site.txt $(PY_STAMP)
 	@$(PY) -m pip install -q -r requirements/site.txt 2>&1 | $(PIP_QUIET)

@@ -44,15 +44,15 @@
 #' @export
 #'
 #' @template swa-example-bn-model
-#' @examplesIf reticulate::py_module_available("kerasswa.swa")
+#' @examplesIf reticulate::py_module_available("keras")
 #'
-#' history <- model$fit(x, y, batch_size = 8L, epochs = 2L, verbose = 0L)
+#' history <- model |> fit(x, y, batch_size = 8, epochs = 2, verbose = 0)
 #' swa_assign_averages(model)
 #' swa_update_bn(model, x)
 #'
 #' # The first layer normalizes `x`: its moving mean is now the mean of `x`.
-#' moving_mean <- model$layers[[1]]$moving_mean$numpy()
-#' all.equal(as.vector(moving_mean), colMeans(x), tolerance = 1e-6)
+#' moving_mean <- as.numeric(get_layer(model, index = 1)$moving_mean)
+#' all.equal(moving_mean, colMeans(x), tolerance = 1e-6)
 swa_update_bn <- function(model, data, batch_size = 32, steps = NULL,
                           verbose = 0) {
   if (!is_keras_model(model))
@@ -78,6 +78,11 @@ with_python_warnings <- function(expr, call = sys.call(-1L)) {
   entered <- TRUE
   on.exit(if (entered) catcher$`__exit__`(NULL, NULL, NULL), add = TRUE)
   python_warnings$simplefilter("always")
+  # Warnings for developers (Keras's own use of NumPy, say) stay quiet, as
+  # Python's default filters keep them.
+  python_warnings$simplefilter(
+    "ignore", category = reticulate::import_builtins()$DeprecationWarning
+  )
   value <- expr
   messages <- vapply(reticulate::py_to_r(recorded),
                      function(w) reticulate::py_str(w$message), "")

@@ -7,8 +7,7 @@
 #'
 #' @param base_learning_rate The learning rate before averaging starts: a
 #'   number > 0, or a Keras learning-rate schedule (such as keras3's
-#'   `learning_rate_schedule_cosine_decay()`, or one from
-#'   `keras$optimizers$schedules`), evaluated at the same step.
+#'   `learning_rate_schedule_cosine_decay()`), evaluated at the same step.
 #' @param swa_learning_rate The learning rate while averaging, a number > 0.
 #' @param start_averaging The step where averaging starts, a whole
 #'   number >= 0: the `start_averaging` of [optimizer_swa()].
@@ -48,12 +47,11 @@
 #' @family SWA functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("kerasswa.swa")
-#' keras <- reticulate::import("keras")
+#' @examplesIf reticulate::py_module_available("keras")
+#' library(keras3)
 #' # The rate at given steps (a schedule called with a step gives a tensor).
 #' rates <- function(schedule, steps) {
-#'   sapply(steps, function(step)
-#'     as.vector(keras$ops$convert_to_numpy(schedule(step))))
+#'   sapply(steps, function(step) as.array(op_convert_to_numpy(schedule(step))))
 #' }
 #'
 #' # 0.1 for 10 steps, then down to 0.01 along a cosine over 4 steps.
@@ -68,7 +66,7 @@
 #'
 #' # In the recipe, the schedule and the averaging start at the same step.
 #' optimizer <- optimizer_swa(
-#'   keras$optimizers$SGD(learning_rate = cyclic, momentum = 0.9),
+#'   optimizer_sgd(learning_rate = cyclic, momentum = 0.9),
 #'   start_averaging = 6, average_period = 4
 #' )
 learning_rate_schedule_swa <- function(base_learning_rate,

@@ -9,23 +9,22 @@
 # the run-to-run noise; the point here is how the pieces fit together.
 # Run it with `make demo`, or demo("swa-demo", package = "kerasswa").
 
+library(keras3)
 library(kerasswa)
 
-keras <- reticulate::import("keras")
 sklearn_datasets <- reticulate::import("sklearn.datasets")
 
-seed <- 42L
-epochs <- 40L
-batch_size <- 32L
+seed <- 42
+epochs <- 40
+batch_size <- 32
 learning_rate <- 0.1
 momentum <- 0.9
 
 # 1797 images of 8 x 8 pixels (values 0 to 16) and their digits 0 to 9;
 # shipped with scikit-learn, so nothing is downloaded.
-# (An R vector would reach Python as a list, so the labels stay a 1-d array.)
 digits <- sklearn_datasets$load_digits()
 x <- digits$data / 16
-y <- as.array(as.integer(digits$target))
+y <- as.integer(digits$target)
 set.seed(seed)
 test_rows <- sample(nrow(x), round(0.3 * nrow(x)))
 x_train <- x[-test_rows, ]
@@ -38,29 +37,26 @@ total_steps <- epochs * steps_per_epoch
 
 # Same seed, so the same initial weights and the same shuffling of batches.
 train <- function(optimizer) {
-  keras$utils$set_random_seed(seed)
-  model <- keras$Sequential(list(
-    keras$Input(shape = list(64L)),
-    keras$layers$Dense(64L, activation = "relu"),
-    keras$layers$Dense(10L, activation = "softmax")
-  ))
-  model$compile(optimizer = optimizer,
-                loss = "sparse_categorical_crossentropy",
-                metrics = list("accuracy"))
-  model$fit(x_train, y_train, batch_size = batch_size, epochs = epochs,
-            verbose = 0L)
+  set_random_seed(seed)
+  model <- keras_model_sequential(input_shape = 64) |>
+    layer_dense(64, activation = "relu") |>
+    layer_dense(10, activation = "softmax")
+  model |> compile(optimizer = optimizer,
+                   loss = "sparse_categorical_crossentropy",
+                   metrics = "accuracy")
+  model |> fit(x_train, y_train, batch_size = batch_size, epochs = epochs,
+               verbose = 0)
   model
 }
 
 test_scores <- function(model) {
-  unlist(model$evaluate(x_test, y_test, verbose = 0L))
+  scores <- model |> evaluate(x_test, y_test, verbose = 0)
+  unlist(scores[c("loss", "accuracy")])
 }
 
 started <- Sys.time()
 
-sgd <- function() {
-  keras$optimizers$SGD(learning_rate = learning_rate, momentum = momentum)
-}
+sgd <- function() optimizer_sgd(learning_rate, momentum = momentum)
 sgd_model <- train(sgd())
 
 # A constant learning rate, as SWA wants; averaging starts halfway through

@@ -1,16 +1,14 @@
-#' @examplesIf reticulate::py_module_available("kerasswa.swa")
+#' @examplesIf reticulate::py_module_available("keras")
+#' library(keras3)
 #' # A small network whose first layer is a batch normalization, compiled
 #' # with SWA: 8 updates per epoch (64 samples, batches of 8), averaged from
 #' # update 8, every 2 updates.
-#' keras <- reticulate::import("keras")
-#' model <- keras$Sequential(list(
-#'   keras$Input(shape = list(4L)),
-#'   keras$layers$BatchNormalization(),
-#'   keras$layers$Dense(8L, activation = "relu"),
-#'   keras$layers$Dense(1L)
-#' ))
-#' model$compile(
-#'   optimizer = optimizer_swa(keras$optimizers$SGD(learning_rate = 0.05),
+#' model <- keras_model_sequential(input_shape = 4) |>
+#'   layer_batch_normalization() |>
+#'   layer_dense(8, activation = "relu") |>
+#'   layer_dense(1)
+#' model |> compile(
+#'   optimizer = optimizer_swa(optimizer_sgd(0.05),
 #'                             start_averaging = 8, average_period = 2),
 #'   loss = "mse"
 #' )

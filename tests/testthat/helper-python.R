@@ -2,26 +2,27 @@
 if (!nzchar(Sys.getenv("KERAS_BACKEND")))
   Sys.setenv(KERAS_BACKEND = "tensorflow")
 
-# `make test` sets KERASSWA_REQUIRE_PYTHON=true: there a missing Python
-# package is a failure, not a reason to skip.
+# kerasswa's Python half ships with the package; what a test needs besides is
+# a Python with Keras 3. `make test` sets KERASSWA_REQUIRE_PYTHON=true: there a
+# missing Keras is a failure, not a reason to skip.
 skip_if_no_kerasswa <- function() {
-  # The submodule, as in swa_python(): a folder named kerasswa in the working
-  # directory would pass for the package.
-  if (reticulate::py_module_available("kerasswa.swa"))
+  if (reticulate::py_module_available("keras"))
     return(invisible(TRUE))
   if (isTRUE(as.logical(Sys.getenv("KERASSWA_REQUIRE_PYTHON"))))
-    stop("The Python package kerasswa is not available to reticulate, ",
-         "and KERASSWA_REQUIRE_PYTHON is set.", call. = FALSE)
-  skip("the Python package kerasswa is not available")
+    stop("The Python that reticulate uses has no Keras, and ",
+         "KERASSWA_REQUIRE_PYTHON is set.", call. = FALSE)
+  skip("no Python with Keras 3 is available")
 }
 
-keras_module <- function() reticulate::import("keras")
+library(keras3)
+
+# The Python module keras (keras3's handle on it), for the few things keras3
+# has no function for.
+keras_module <- function() keras3::keras
 
 # A tensor or variable as a plain R vector (NumPy scalars and 1-d arrays
 # would keep a dim attribute).
-as_r_vector <- function(x) {
-  as.vector(keras_module()$ops$convert_to_numpy(x))
-}
+as_r_vector <- function(x) as.vector(op_convert_to_numpy(x))
 
 # Runs `code` in a fresh R process that sees the same libraries, and returns
 # its output lines (with the exit status as attribute "status").
@@ -36,24 +37,18 @@ run_r <- function(code, env = character()) {
 }
 
 # A linear model y = x %*% kernel + bias on 4 inputs, compiled with
-# `optimizer` and the mean squared error unless `optimizer` is NULL.
+# `optimizer` and the mean squared error unless `optimizer` is NULL. The seed
+# fixes its initial weights.
 linear_model <- function(optimizer = NULL) {
-  keras <- keras_module()
-  keras$utils$set_random_seed(1L)
-  model <- keras$Sequential(list(
-    keras$Input(shape = list(4L)),
-    keras$layers$Dense(1L)
-  ))
-  if (!is.null(optimizer)) model$compile(optimizer = optimizer, loss = "mse")
+  set_random_seed(1)
+  model <- keras_model_sequential(input_shape = 4) |> layer_dense(1)
+  if (!is.null(optimizer)) model |> compile(optimizer = optimizer, loss = "mse")
   model
 }
 
 # The linear model compiled with SWA around SGD.
 linear_swa_model <- function(..., learning_rate = 0.05) {
-  keras <- keras_module()
-  linear_model(optimizer_swa(
-    keras$optimizers$SGD(learning_rate = learning_rate), ...
-  ))
+  linear_model(optimizer_swa(optimizer_sgd(learning_rate), ...))
 }
 
 linear_data <- function(n = 64L) {
@@ -65,15 +60,11 @@ linear_data <- function(n = 64L) {
 # A model whose first layer is a batch normalization: the layer sees the data
 # itself, so its statistics can be worked out in R.
 batch_norm_model <- function(optimizer = NULL, momentum = 0.99) {
-  keras <- keras_module()
-  keras$utils$set_random_seed(1L)
-  model <- keras$Sequential(list(
-    keras$Input(shape = list(4L)),
-    keras$layers$BatchNormalization(momentum = momentum),
-    keras$layers$Dense(1L)
-  ))
-  if (!is.null(optimizer))
-    model$compile(optimizer = optimizer, loss = "mse")
+  set_random_seed(1)
+  model <- keras_model_sequential(input_shape = 4) |>
+    layer_batch_normalization(momentum = momentum) |>
+    layer_dense(1)
+  if (!is.null(optimizer)) model |> compile(optimizer = optimizer, loss = "mse")
   model
 }
 

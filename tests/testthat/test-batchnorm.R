@@ -10,7 +10,7 @@ test_that("swa_update_bn() sets the statistics of a pass over the data", {
   skip_if_no_kerasswa()
   x <- spread_inputs(10L)
   model <- batch_norm_model()
-  weights <- model$get_weights()[c(1, 2, 5, 6)]  # gamma, beta, kernel, bias
+  weights <- get_weights(model)[c(1, 2, 5, 6)]  # gamma, beta, kernel, bias
 
   # Batches of 4, 4 and 2 rows.
   expect_invisible(result <- swa_update_bn(model, x, batch_size = 4))
@@ -23,7 +23,7 @@ test_that("swa_update_bn() sets the statistics of a pass over the data", {
                                 apply(x, 2L, var) * 9 / 10)))
 
   # Nothing else changes, not even the layer's momentum.
-  expect_identical(model$get_weights()[c(1, 2, 5, 6)], weights)
+  expect_identical(get_weights(model)[c(1, 2, 5, 6)], weights)
   expect_equal(model$layers[[1]]$momentum, 0.99)
 })
 
@@ -47,15 +47,11 @@ test_that("the default batch size is 32, and Python data is taken too", {
 
 test_that("a model with several inputs takes a list of arrays", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
-  left <- keras$Input(shape = list(4L))
-  right <- keras$Input(shape = list(2L))
-  layer <- keras$layers$BatchNormalization()
-  normalized <- layer(left)
-  output <- keras$layers$Dense(1L)(
-    keras$layers$Concatenate()(list(normalized, right))
-  )
-  model <- keras$Model(inputs = list(left, right), outputs = output)
+  left <- keras_input(shape = 4)
+  right <- keras_input(shape = 2)
+  layer <- layer_batch_normalization()
+  output <- layer_concatenate(layer(left), right) |> layer_dense(1)
+  model <- keras_model(inputs = list(left, right), outputs = output)
   x <- spread_inputs(12L)
   swa_update_bn(model, list(x, matrix(0, 12, 2)), batch_size = 5)
   expected <- pass_statistics(x, batch_size = 5L)
@@ -67,17 +63,16 @@ test_that("a model with several inputs takes a list of arrays", {
 test_that("a model without batch normalization gets an R warning", {
   skip_if_no_kerasswa()
   model <- linear_swa_model()
-  weights <- model$get_weights()
+  weights <- get_weights(model)
   expect_warning(swa_update_bn(model, linear_data()$x),
                  "`update_bn` did nothing: model '.*' has no trainable BatchNormalization layer",
                  class = "kerasswa_python_warning")
-  expect_identical(model$get_weights(), weights)
+  expect_identical(get_weights(model), weights)
 })
 
 test_that("what only Python can judge is refused by Python", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
-  unbuilt <- keras$Sequential(list(keras$layers$BatchNormalization()))
+  unbuilt <- keras_model_sequential() |> layer_batch_normalization()
   expect_error(swa_update_bn(unbuilt, spread_inputs(4L)),
                "`update_bn` needs a built model")
 })

@@ -2,21 +2,18 @@
 # model's trainable weights.
 optimizer_averages <- function(model) {
   lapply(model$optimizer$average_variables, function(average)
-    keras_module()$ops$convert_to_numpy(average))
+    as.array(op_convert_to_numpy(average)))
 }
 
-trainable_weights <- function(model) {
-  lapply(model$trainable_variables, function(weight)
-    keras_module()$ops$convert_to_numpy(weight))
-}
+trainable_weights <- function(model) get_weights(model, trainable = TRUE)
 
 test_that("after fit() the model holds the averages; val_swa_ scores them", {
   skip_if_no_kerasswa()
   data <- linear_data()
   model <- linear_swa_model(start_averaging = 8, average_period = 2)
-  history <- model$fit(
-    data$x, data$y, batch_size = 8L, epochs = 3L, shuffle = FALSE,
-    verbose = 0L, callbacks = list(callback_swa(
+  history <- model |> fit(
+    data$x, data$y, batch_size = 8, epochs = 3, shuffle = FALSE,
+    verbose = 0, callbacks = list(callback_swa(
       validation_data = list(data$x, data$y)
     ))
   )
@@ -26,7 +23,7 @@ test_that("after fit() the model holds the averages; val_swa_ scores them", {
   expect_identical(trainable_weights(model), averages)
 
   # NaN for epoch 1, which ends before the first snapshot (t = 8).
-  val_swa_loss <- unlist(history$history$val_swa_loss)
+  val_swa_loss <- unlist(history$metrics$val_swa_loss)
   expect_length(val_swa_loss, 3L)
   expect_true(is.nan(val_swa_loss[[1]]))
   expect_false(anyNA(val_swa_loss[2:3]))
@@ -35,8 +32,8 @@ test_that("after fit() the model holds the averages; val_swa_ scores them", {
   bias <- averages[[2]]
   expected_mse <- mean((data$x %*% kernel + bias[[1]] - data$y)^2)
   expect_equal(val_swa_loss[[3]], expected_mse, tolerance = 1e-5)
-  expect_equal(model$evaluate(data$x, data$y, verbose = 0L), val_swa_loss[[3]],
-               tolerance = 1e-6)
+  expect_equal(evaluate(model, data$x, data$y, verbose = 0)[["loss"]],
+               val_swa_loss[[3]], tolerance = 1e-6)
 })
 
 test_that("bn_data makes the batch-norm statistics those of a fresh pass", {
@@ -44,9 +41,9 @@ test_that("bn_data makes the batch-norm statistics those of a fresh pass", {
   data <- linear_data()
   model <- batch_norm_model(optimizer_swa("sgd", start_averaging = 2,
                                           average_period = 2))
-  model$fit(data$x, data$y, batch_size = 8L, epochs = 1L, verbose = 0L,
-            callbacks = list(callback_swa(bn_data = data$x,
-                                          bn_batch_size = 16)))
+  model |> fit(data$x, data$y, batch_size = 8, epochs = 1, verbose = 0,
+               callbacks = list(callback_swa(bn_data = data$x,
+                                             bn_batch_size = 16)))
   expect_identical(trainable_weights(model), optimizer_averages(model))
   expect_equal(batch_norm_statistics(model),
                pass_statistics(data$x, batch_size = 16L), tolerance = 1e-5)
@@ -58,9 +55,9 @@ test_that("average_non_trainable averages the statistics over the snapshots", {
   model <- batch_norm_model(optimizer_swa("sgd", start_averaging = 0,
                                           average_period = 1),
                             momentum = 0.9)
-  model$fit(data$x, data$y, batch_size = 8L, epochs = 1L, shuffle = FALSE,
-            verbose = 0L,
-            callbacks = list(callback_swa(average_non_trainable = TRUE)))
+  model |> fit(data$x, data$y, batch_size = 8, epochs = 1, shuffle = FALSE,
+               verbose = 0,
+               callbacks = list(callback_swa(average_non_trainable = TRUE)))
   # Two snapshots, one after each batch. The moving statistics start at 0
   # and 1 and take 10% of each batch's mean and (biased) variance.
   first <- pass_statistics(data$x[1:8, ], batch_size = 8L)
@@ -80,10 +77,10 @@ test_that("finish_after_epoch finishes and stops training after that epoch", {
   skip_if_no_kerasswa()
   data <- linear_data()
   model <- linear_swa_model(start_averaging = 0, average_period = 1)
-  history <- model$fit(data$x, data$y, batch_size = 8L, epochs = 5L,
-                       verbose = 0L,
-                       callbacks = list(callback_swa(finish_after_epoch = 2)))
-  expect_length(history$history$loss, 2L)
+  history <- model |> fit(data$x, data$y, batch_size = 8, epochs = 5,
+                          verbose = 0,
+                          callbacks = list(callback_swa(finish_after_epoch = 2)))
+  expect_length(history$metrics$loss, 2L)
   expect_identical(swa_snapshot_count(model), 16L)
   expect_identical(trainable_weights(model), optimizer_averages(model))
 })
@@ -94,19 +91,19 @@ test_that("several fit() calls, each with a new callback, continue one trajector
   train <- function(epochs) {
     model <- linear_swa_model(start_averaging = 4, average_period = 3)
     for (n in epochs)
-      history <- model$fit(data$x, data$y, batch_size = 8L, epochs = n,
-                           shuffle = FALSE, verbose = 0L,
-                           callbacks = list(callback_swa(
-                             validation_data = list(data$x, data$y))))
+      history <- model |> fit(data$x, data$y, batch_size = 8, epochs = n,
+                              shuffle = FALSE, verbose = 0,
+                              callbacks = list(callback_swa(
+                                validation_data = list(data$x, data$y))))
     list(model = model, history = history)
   }
-  once <- train(3L)
-  in_parts <- train(c(2L, 1L))
+  once <- train(3)
+  in_parts <- train(c(2, 1))
   expect_identical(swa_snapshot_count(in_parts$model), 7L)  # t = 4, 7, ..., 22
   expect_equal(trainable_weights(in_parts$model), trainable_weights(once$model),
                tolerance = 1e-6)
-  expect_equal(in_parts$history$history$val_swa_loss[[1]],
-               once$history$history$val_swa_loss[[3]], tolerance = 1e-6)
+  expect_equal(in_parts$history$metrics$val_swa_loss[[1]],
+               once$history$metrics$val_swa_loss[[3]], tolerance = 1e-6)
 })
 
 test_that("validation_data reaches Python as a tuple", {
@@ -154,7 +151,7 @@ test_that("a model compiled without SWA is refused by Python at fit()", {
   data <- linear_data()
   model <- linear_model("sgd")
   expect_error(
-    model$fit(data$x, data$y, verbose = 0L, callbacks = list(callback_swa())),
+    fit(model, data$x, data$y, verbose = 0, callbacks = list(callback_swa())),
     "SWACallback needs a model compiled with a kerasswa.SWA optimizer"
   )
 })

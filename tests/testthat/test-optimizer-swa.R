@@ -1,7 +1,6 @@
 test_that("optimizer_swa() returns the Python SWA optimizer with its arguments", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
-  sgd <- keras$optimizers$SGD(learning_rate = 0.01)
+  sgd <- optimizer_sgd(learning_rate = 0.01)
   swa <- optimizer_swa(sgd, start_averaging = 5, average_period = 2,
                        name = "my_swa", sequential_update = FALSE,
                        clipvalue = 0.5)
@@ -30,29 +29,27 @@ test_that("the defaults are those of tfa.optimizers.SWA", {
 
 test_that("lr is a deprecated alias of learning_rate; decay takes effect", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
   expect_warning(
-    swa <- optimizer_swa(keras$optimizers$SGD(learning_rate = 0.01), lr = 0.5),
+    swa <- optimizer_swa(optimizer_sgd(learning_rate = 0.01), lr = 0.5),
     "`lr` is deprecated: use `learning_rate` instead.", fixed = TRUE,
     class = "deprecatedWarning"
   )
   expect_equal(as_r_vector(swa$inner_optimizer$learning_rate), 0.5)
 
-  swa <- optimizer_swa(keras$optimizers$SGD(learning_rate = 0.01),
+  swa <- optimizer_swa(optimizer_sgd(learning_rate = 0.01),
                        learning_rate = 0.25, global_clipnorm = 2)
   expect_equal(as_r_vector(swa$learning_rate), 0.25)
   expect_equal(swa$global_clipnorm, 2)
 
   # Keras 2's decay: lr / (1 + decay * t) = 0.5 / (1 + 1 * 3) at t = 3.
-  swa <- optimizer_swa(keras$optimizers$SGD(learning_rate = 0.5), decay = 1)
-  swa$iterations$assign(3L)
+  swa <- optimizer_swa(optimizer_sgd(learning_rate = 0.5), decay = 1)
+  swa$iterations$assign(3)
   expect_equal(as_r_vector(swa$learning_rate), 0.125, tolerance = 1e-6)
 })
 
 test_that("a Python object that is not a Keras 3 optimizer is refused in R", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
-  expect_error(optimizer_swa(keras$layers$Dense(1L)),
+  expect_error(optimizer_swa(layer_dense(units = 1)),
                "^`optimizer` must be a Keras 3 optimizer.*Received: optimizer = <Python object of class keras.src.layers.core.dense.Dense>",
                class = "kerasswa_bad_argument")
   expect_error(optimizer_swa(optimizer_swa("sgd")),
@@ -67,16 +64,15 @@ test_that("a Python object that is not a Keras 3 optimizer is refused in R", {
 # averaging from update 0 at every update, gradient 0.1 on every element.
 # The weights go 1 -> 0.9 -> 0.8 -> 0.7 (and 2 -> 1.9 -> 1.8 -> 1.7).
 tfa_example <- function(sequential_update) {
-  keras <- keras_module()
-  weights <- list(keras$Variable(c(1, 1), dtype = "float32"),
-                  keras$Variable(c(2, 2), dtype = "float32"))
-  swa <- optimizer_swa(keras$optimizers$SGD(learning_rate = 1),
+  weights <- list(keras_variable(c(1, 1), dtype = "float32"),
+                  keras_variable(c(2, 2), dtype = "float32"))
+  swa <- optimizer_swa(optimizer_sgd(learning_rate = 1),
                        start_averaging = 0, average_period = 1,
                        sequential_update = sequential_update)
-  gradient <- keras$ops$full(list(2L), 0.1)
+  gradient <- op_full(2, 0.1)
   for (update in 1:3)
     swa$apply(list(gradient, gradient), weights)
-  values <- function() lapply(weights, function(w) as_r_vector(w))
+  values <- function() lapply(weights, as_r_vector)
   trained <- values()
   swa$assign_average_vars(weights)
   list(trained = trained, averaged = values(),
@@ -104,13 +100,13 @@ test_that("sequential_update = FALSE averages the weights before each update", {
                tolerance = 1e-6)
 })
 
-test_that("a model compiled with model$compile() trains and averages", {
+test_that("a model compiled with optimizer_swa() trains and averages", {
   skip_if_no_kerasswa()
   data <- linear_data()
   model <- linear_swa_model(start_averaging = 5, average_period = 2)
-  history <- model$fit(data$x, data$y, batch_size = 8L, epochs = 2L,
-                       verbose = 0L)
-  losses <- unlist(history$history$loss)
+  history <- model |> fit(data$x, data$y, batch_size = 8, epochs = 2,
+                          verbose = 0)
+  losses <- unlist(history$metrics$loss)
   expect_length(losses, 2L)
   expect_lt(losses[[2]], losses[[1]])
   # 64 samples in batches of 8 for 2 epochs: 16 updates, t = 0..15.
@@ -122,7 +118,7 @@ test_that("an inner optimizer given by name trains too", {
   skip_if_no_kerasswa()
   data <- linear_data()
   model <- linear_model(optimizer_swa("adam", average_period = 4))
-  model$fit(data$x, data$y, batch_size = 16L, epochs = 3L, verbose = 0L)
+  model |> fit(data$x, data$y, batch_size = 16, epochs = 3, verbose = 0)
   # 12 updates, snapshots at t = 0, 4, 8.
   expect_identical(swa_snapshot_count(model), 3L)
   expect_s3_class(model$optimizer$inner_optimizer,

@@ -40,9 +40,8 @@ test_that("a cyclic schedule reaches the SWA rate every cycle_length steps", {
 
 test_that("the base rate can be a Keras schedule", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
-  halving <- keras$optimizers$schedules$ExponentialDecay(
-    0.1, decay_steps = 1L, decay_rate = 0.5
+  halving <- learning_rate_schedule_exponential_decay(
+    0.1, decay_steps = 1, decay_rate = 0.5
   )
   schedule <- learning_rate_schedule_swa(halving, 0.01, start_averaging = 3,
                                          anneal_steps = 2,
@@ -68,12 +67,11 @@ test_that("the arguments reach Python with Python's types", {
 
 test_that("the inner optimizer of optimizer_swa() follows the schedule", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
   schedule <- learning_rate_schedule_swa(0.1, 0.02, start_averaging = 5)
-  swa <- optimizer_swa(keras$optimizers$SGD(learning_rate = schedule),
+  swa <- optimizer_swa(optimizer_sgd(learning_rate = schedule),
                        start_averaging = 5)
-  swa$iterations$assign(4L)
+  swa$iterations$assign(4)
   expect_equal(as_r_vector(swa$learning_rate), 0.1, tolerance = 1e-7)
-  swa$iterations$assign(5L)
+  swa$iterations$assign(5)
   expect_equal(as_r_vector(swa$learning_rate), 0.02, tolerance = 1e-7)
 })

@@ -134,10 +134,9 @@ test_that("swa_update_bn() refuses what is not a Keras model", {
 
 test_that("swa_update_bn() refuses bad data, counts and verbosity", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
-  expect_refused_by(swa_update_bn, list(model = keras$layers$Dense(1L),
+  expect_refused_by(swa_update_bn, list(model = layer_dense(units = 1),
                                         data = 1),
-                    "model", keras$layers$Dense(1L))
+                    "model", layer_dense(units = 1))
   args <- list(model = batch_norm_model(), data = matrix(1, 8, 4))
   for (value in list(NULL, "x", TRUE, NA, c(1, NA), list(),
                      data.frame(a = 1:2)))
