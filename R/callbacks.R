@@ -29,6 +29,13 @@
 #'   (PyTorch's `use_buffers = TRUE`). Cannot be combined with `bn_data`.
 #' @param verbose `0` (silent) or `1` (a progress bar for the
 #'   batch-normalization pass).
+#' @param start_epoch `NULL` to leave the snapshots to the optimizer, or
+#'   the epoch (counted from 1, as `fit()` shows them) from which on the
+#'   callback takes a snapshot of the weights at the end of every epoch, a
+#'   whole number >= 1: "average the last 10 of 150 epochs" is
+#'   `start_epoch = 141`. The optimizer must then take none itself: make it
+#'   with `optimizer_swa(start_averaging = NULL)`, or `fit()` fails when it
+#'   starts.
 #'
 #' @details
 #' When training finishes (at the end of `fit()`, or after epoch
@@ -69,22 +76,22 @@
 #' @export
 #'
 #' @template swa-example-bn-model
-#' @examplesIf reticulate::py_module_available("kerasswa.swa")
+#' @examplesIf reticulate::py_module_available("keras")
 #'
 #' callback <- callback_swa(bn_data = x, validation_data = list(x, y))
-#' history <- model$fit(x, y, batch_size = 8L, epochs = 3L, verbose = 0L,
-#'                      callbacks = list(callback))
+#' history <- model |> fit(x, y, batch_size = 8, epochs = 3, verbose = 0,
+#'                         callbacks = list(callback))
 #'
 #' # The averaged model's loss: NaN in epoch 1, before the first snapshot
 #' # (update 8, the first update of epoch 2).
-#' unlist(history$history$val_swa_loss)
+#' unlist(history$metrics$val_swa_loss)
 #'
 #' # The model now is the SWA model, and it scores the last of those.
-#' model$evaluate(x, y, verbose = 0L)
+#' model |> evaluate(x, y, verbose = 0)
 #'
 #' # A later fit() with the callback continues the training trajectory.
-#' history <- model$fit(x, y, batch_size = 8L, epochs = 1L, verbose = 0L,
-#'                      callbacks = list(callback))
+#' history <- model |> fit(x, y, batch_size = 8, epochs = 1, verbose = 0,
+#'                         callbacks = list(callback))
 #' swa_snapshot_count(model)
 callback_swa <- function(bn_data = NULL,
                          bn_batch_size = 32,
@@ -93,7 +100,8 @@ callback_swa <- function(bn_data = NULL,
                          validation_batch_size = NULL,
                          finish_after_epoch = NULL,
                          average_non_trainable = FALSE,
-                         verbose = 0) {
+                         verbose = 0,
+                         start_epoch = NULL) {
   if (!is.null(bn_data) && isTRUE(average_non_trainable))
     stop_kerasswa(
       sprintf(paste0("Give `bn_data` (recompute the batch-normalization ",
@@ -112,7 +120,8 @@ callback_swa <- function(bn_data = NULL,
                                               minimum = 1L),
     finish_after_epoch = as_optional_count(finish_after_epoch, minimum = 1L),
     average_non_trainable = check_flag(average_non_trainable),
-    verbose = as_verbose(verbose)
+    verbose = as_verbose(verbose),
+    start_epoch = as_optional_count(start_epoch, minimum = 1L)
   )
   # Python wants a tuple, which only Python can make: made once all is checked.
   if (is.list(args$validation_data))

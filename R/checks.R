@@ -86,6 +86,34 @@ as_optional_rate <- function(x, allow_zero = FALSE,
           expected = "NULL or a single finite number")
 }
 
+# The averaging rule of SWA: "mean", or the decay of an exponential moving
+# average, strictly between 0 and 1 (1 would never move, 0 is no average).
+as_averaging <- function(x, arg = deparse(substitute(x)),
+                         call = sys.call(-1L)) {
+  if (identical(x, "mean"))
+    return(x)
+  if (!is_single_number(x) || x <= 0 || x >= 1)
+    stop_bad_argument(arg, x, paste(
+      "\"mean\" or a single number in (0, 1), the decay of an exponential",
+      "moving average"), call)
+  as.double(x)
+}
+
+# A seed for Keras's random draws: NULL (a fresh draw each time), a whole
+# number >= 0 (the same number gives the same draw), or a Keras
+# SeedGenerator (keras3's `random_seed_generator()`), drawn from in turn.
+as_seed <- function(x, arg = deparse(substitute(x)), call = sys.call(-1L)) {
+  if (inherits(x, "python.builtin.object") &&
+      any(grepl("SeedGenerator$", class(x))))
+    return(x)
+  if (!is.null(x) && (!is_single_number(x) || x != trunc(x) || x < 0 ||
+                      x > .Machine$integer.max))
+    stop_bad_argument(arg, x, paste(
+      "NULL, a single whole number >= 0, or a Keras SeedGenerator",
+      "(keras3's random_seed_generator())"), call)
+  if (is.null(x)) NULL else as.integer(x)
+}
+
 # Progress output of the Python functions: 0 (silent) or 1 (a progress bar).
 as_verbose <- function(x, arg = deparse(substitute(x)), call = sys.call(-1L)) {
   if (!(is.numeric(x) || is.logical(x)) || length(x) != 1L || is.na(x) ||
@@ -194,8 +222,8 @@ check_optimizer <- function(x, arg = deparse(substitute(x)),
   is_name <- is.character(x) && length(x) == 1L && !is.na(x) && nzchar(x)
   if (!is_name && !is_keras_optimizer(x))
     stop_bad_argument(arg, x, paste(
-      "a Keras 3 optimizer, such as keras3's optimizer_sgd() or",
-      "keras$optimizers$SGD(), or the name of one, such as \"sgd\""), call)
+      "a Keras 3 optimizer, such as optimizer_sgd() or optimizer_adam(),",
+      "or the name of one, such as \"sgd\""), call)
   x
 }
 
@@ -214,10 +242,19 @@ check_dots <- function(dots, allowed, call = sys.call(-1L)) {
       sprintf(paste0("`...` takes only %s, each at most once and by name ",
                      "(set other arguments on the inner optimizer).\n",
                      "Received: %s"),
-              paste0("`", allowed, "`", collapse = " and "),
+              enumerate_names(allowed),
               paste(received, collapse = ", ")),
       call = call
     )
   }
   dots
+}
+
+# "`a`", "`a` and `b`", "`a`, `b` and `c`".
+enumerate_names <- function(names) {
+  quoted <- paste0("`", names, "`")
+  if (length(quoted) < 2L)
+    return(quoted)
+  paste(paste(quoted[-length(quoted)], collapse = ", "),
+        quoted[length(quoted)], sep = " and ")
 }

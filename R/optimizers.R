@@ -8,14 +8,16 @@
 #' last weights.
 #'
 #' @param optimizer The original optimizer that will be used to compute and
-#'   apply the gradients: a Keras 3 optimizer object (keras3's
-#'   `optimizer_sgd()`, or `keras$optimizers$SGD()` from
-#'   `reticulate::import("keras")`), or the name of one, such as `"sgd"` or
-#'   `"adam"`. An object is used, not copied: `learning_rate` and `decay`
-#'   change its learning rate.
+#'   apply the gradients: a Keras 3 optimizer object, such as keras3's
+#'   `optimizer_sgd()` or `optimizer_adam()`, or the name of one, such as
+#'   `"sgd"` or `"adam"`. An object is used, not copied: `learning_rate` and
+#'   `decay` change its learning rate.
 #' @param start_averaging The number of steps (updates) before averaging
 #'   starts: a whole number >= 0. The first snapshot of the weights is taken
 #'   at update `start_averaging`, counting the first update as update 0.
+#'   `NULL` takes no snapshot automatically: snapshots are then taken when
+#'   you call [swa_take_snapshot()], or by [callback_swa()] at the end of
+#'   the epochs from its `start_epoch` on.
 #' @param average_period The frequency of snapshots: after the first, a
 #'   snapshot is taken every `average_period` updates. A whole number >= 1.
 #' @param name The name of the optimizer, and the prefix of the names of
@@ -32,6 +34,18 @@
 #'   `learning_rate / (1 + decay * iterations)`. `0` keeps it constant.
 #' @param lr Deprecated alias of `learning_rate`, kept for code written for
 #'   Keras 2 and tfaddons. Gives a deprecation warning.
+#' @param averaging How the snapshots are averaged: `"mean"` (the default),
+#'   their plain mean, or a single number `d` in (0, 1), the decay of an
+#'   exponential moving average (EMA) over the same snapshots. The first
+#'   snapshot copies the weights, and each later one makes the average
+#'   `d * avg + (1 - d) * w`. An EMA kept in a buffer that starts at zero
+#'   (as PyTorch's `WeightAverage` did) is pulled towards zero early on:
+#'   after `n` snapshots the weights of the snapshots in it add up to
+#'   `1 - d^n`, not 1, and it needs a bias correction (a division by
+#'   `1 - d^n`, as in Adam). Starting from a copy of the first snapshot needs
+#'   no correction: the average is a weighted mean of the snapshots from the
+#'   first one on. `"mean"` and a decay are both kept when the model is
+#'   saved.
 #' @param ... Two more arguments of the Python `SWA` class, by name:
 #'   `global_clipnorm` (`NULL`, or a number > 0: all gradients together are
 #'   clipped to this global norm) and `learning_rate` (`NULL`, or a number >
@@ -48,9 +62,8 @@
 #' always the plain mean of the snapshots. Updates that are not snapshots do
 #' no averaging work.
 #'
-#' The result is used like any Keras optimizer: with keras3,
-#' `compile(model, optimizer = optimizer_swa(optimizer_sgd(0.01)), ...)`;
-#' with reticulate alone, `model$compile(optimizer = optimizer_swa(...))`.
+#' The result is used like any Keras optimizer:
+#' `model |> compile(optimizer = optimizer_swa(optimizer_sgd(0.01)), ...)`.
 #'
 #' The averaging never changes the weights being trained. Once training is
 #' over, copy the averages into the model with [swa_assign_averages()]; to
@@ -68,29 +81,26 @@
 #'   that names it, instead of failing later inside TensorFlow.
 #'
 #' @returns The Python `kerasswa.SWA` optimizer object, to pass as
-#'   `optimizer` to keras3's `compile()` or to `model$compile()`.
+#'   `optimizer` to keras3's `compile()`.
 #'
 #' @family SWA functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("kerasswa.swa")
-#' keras <- reticulate::import("keras")
-#' opt <- keras$optimizers$SGD(learning_rate = 0.01)
-#' swa <- optimizer_swa(opt, start_averaging = 5, average_period = 2)
+#' @examplesIf reticulate::py_module_available("keras")
+#' library(keras3)
+#' swa <- optimizer_swa(optimizer_sgd(0.01), start_averaging = 5,
+#'                      average_period = 2)
 #' swa$start_averaging
 #' swa$average_period
 #'
 #' # Train a linear model with SWA on data made here. Its 16 updates
 #' # (64 samples, batches of 8, 2 epochs) include 6 snapshots: updates 5, 7,
 #' # 9, 11, 13 and 15.
-#' model <- keras$Sequential(list(
-#'   keras$Input(shape = list(4L)),
-#'   keras$layers$Dense(1L)
-#' ))
-#' model$compile(optimizer = swa, loss = "mse")
+#' model <- keras_model_sequential(input_shape = 4) |> layer_dense(1)
+#' model |> compile(optimizer = swa, loss = "mse")
 #' x <- matrix(runif(256), ncol = 4)
 #' y <- matrix(rowSums(x))
-#' history <- model$fit(x, y, batch_size = 8L, epochs = 2L, verbose = 0L)
+#' history <- model |> fit(x, y, batch_size = 8, epochs = 2, verbose = 0)
 #' swa_snapshot_count(model)
 #'
 #' # Keep the averaged weights as the model's weights.
@@ -104,37 +114,55 @@ optimizer_swa <- function(optimizer,
                           clipvalue = NULL,
                           decay = NULL,
                           lr = NULL,
+                          averaging = "mean",
                           ...) {
   dots <- check_dots(list(...), allowed = c("global_clipnorm", "learning_rate"))
-  global_clipnorm <- dots$global_clipnorm
-  learning_rate <- dots$learning_rate
+  args <- swa_arguments(
+    optimizer, start_averaging, average_period, name,
+    sequential_update = sequential_update, averaging = averaging,
+    clipnorm = clipnorm, clipvalue = clipvalue,
+    global_clipnorm = dots$global_clipnorm, decay = decay, lr = lr,
+    learning_rate = dots$learning_rate, call = sys.call()
+  )
+  do.call(swa_python()$SWA, args)
+}
+
+# The arguments of the Python `SWA` class, checked and converted, for
+# optimizer_swa() and optimizer_swag() (whose `SWAG` takes them all). All are
+# checked before any is used, so that a bad value never reaches (or starts)
+# Python; `call` is the exported function's call, which the errors show.
+swa_arguments <- function(optimizer, start_averaging, average_period, name,
+                          sequential_update = TRUE, averaging = "mean",
+                          clipnorm = NULL, clipvalue = NULL,
+                          global_clipnorm = NULL, decay = NULL, lr = NULL,
+                          learning_rate = NULL, call) {
   if (!is.null(lr)) {
     if (!is.null(learning_rate))
       stop_kerasswa(
         sprintf(paste0("Give `learning_rate` or its deprecated alias `lr`, ",
                        "not both.\nReceived: lr = %s, learning_rate = %s"),
                 describe_value(lr), describe_value(learning_rate)),
-        call = sys.call()
+        call = call
       )
-    learning_rate <- as_optional_rate(lr)
+    learning_rate <- as_optional_rate(lr, call = call)
     warning(warningCondition(
       "`lr` is deprecated: use `learning_rate` instead.",
-      class = "deprecatedWarning", call = sys.call()
+      class = "deprecatedWarning", call = call
     ))
   }
-
-  # Checked first, so that a bad value never reaches (or starts) Python.
   args <- list(
-    optimizer = check_optimizer(optimizer),
-    start_averaging = as_count(start_averaging, minimum = 0L),
-    average_period = as_count(average_period, minimum = 1L),
-    name = check_string(name),
-    sequential_update = check_flag(sequential_update),
-    clipnorm = as_optional_rate(clipnorm),
-    clipvalue = as_optional_rate(clipvalue),
-    global_clipnorm = as_optional_rate(global_clipnorm),
-    decay = as_optional_rate(decay, allow_zero = TRUE),
-    learning_rate = as_optional_rate(learning_rate)
+    optimizer = check_optimizer(optimizer, call = call),
+    start_averaging = as_optional_count(start_averaging, minimum = 0L,
+                                        call = call),
+    average_period = as_count(average_period, minimum = 1L, call = call),
+    name = check_string(name, call = call),
+    sequential_update = check_flag(sequential_update, call = call),
+    averaging = as_averaging(averaging, call = call),
+    clipnorm = as_optional_rate(clipnorm, call = call),
+    clipvalue = as_optional_rate(clipvalue, call = call),
+    global_clipnorm = as_optional_rate(global_clipnorm, call = call),
+    decay = as_optional_rate(decay, allow_zero = TRUE, call = call),
+    learning_rate = as_optional_rate(learning_rate, call = call)
   )
   clipping <- names(Filter(Negate(is.null),
                            args[c("clipnorm", "clipvalue", "global_clipnorm")]))
@@ -145,7 +173,7 @@ optimizer_swa <- function(optimizer,
               paste(sprintf("%s = %s", clipping,
                             vapply(args[clipping], describe_value, "")),
                     collapse = ", ")),
-      call = sys.call()
+      call = call
     )
-  do.call(swa_python()$SWA, args)
+  args
 }

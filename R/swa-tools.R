@@ -8,7 +8,7 @@
 #' * `with_swa_weights()` evaluates `expr` with the averaged weights in the
 #'   model, then puts the training weights back, even if `expr` fails. Use
 #'   it to look at the averaged model in the middle of training.
-#' * `swa_evaluate()` is `model$evaluate()` run inside `with_swa_weights()`.
+#' * `swa_evaluate()` is keras3's `evaluate()` run inside `with_swa_weights()`.
 #'
 #' Only trainable weights have an average. Non-trainable variables, such as
 #' batch-normalization statistics, are left as they are (they describe the
@@ -19,31 +19,27 @@
 #' in [optimizer_swa()]): the functions then warn and leave the model's
 #' weights as they are.
 #'
-#' @param model A Keras model compiled with `optimizer = optimizer_swa(...)`,
-#'   with keras3's `compile()` or with `model$compile()`.
+#' @param model A Keras model compiled with `optimizer = optimizer_swa(...)`.
 #' @param expr An R expression to evaluate with the averaged weights.
-#' @param x,y,... The data and further arguments of the Python method
-#'   `model$evaluate()`. `batch_size` and `steps` are checked and made
-#'   integers (`batch_size = 32` works); the rest go to Python as they are:
-#'   give other counts as integers (`verbose = 0L`). With keras3, write
-#'   `with_swa_weights(model, evaluate(model, x, y))` to use keras3's
-#'   `evaluate()` instead.
+#' @param x,y,... The data and further arguments of keras3's `evaluate()`,
+#'   such as `batch_size = 32` or `verbose = 0`. `batch_size` and `steps`
+#'   are checked first, with an error that names them.
 #'
 #' @returns `swa_assign_averages()` returns `model`, invisibly;
-#'   `with_swa_weights()` the value of `expr`; `swa_evaluate()` what
-#'   `model$evaluate()` returns (the loss, or a list of the loss and the
-#'   metrics).
+#'   `with_swa_weights()` the value of `expr`; `swa_evaluate()` what keras3's
+#'   `evaluate()` returns: the loss and the metrics of the averaged model, by
+#'   name.
 #'
 #' @family SWA functions
 #' @name swa-weights
 #' @template swa-example-model
-#' @examplesIf reticulate::py_module_available("kerasswa.swa")
+#' @examplesIf reticulate::py_module_available("keras")
 #'
 #' # The averaged model's loss; the model keeps its training weights.
-#' swa_evaluate(model, x, y, verbose = 0L)
+#' swa_evaluate(model, x, y, verbose = 0)
 #'
 #' # Any code can run with the averaged weights.
-#' with_swa_weights(model, model$predict(x[1:2, ], verbose = 0L))
+#' with_swa_weights(model, predict(model, x[1:2, ], verbose = 0))
 #'
 #' # At the end of training, keep the averages.
 #' swa_assign_averages(model)
@@ -70,14 +66,14 @@ with_swa_weights <- function(model, expr) {
 #' @export
 swa_evaluate <- function(model, x = NULL, y = NULL, ...) {
   optimizer <- model_swa_optimizer(model)
-  # Keras refuses R's `32` (a double) as a batch size with an error from deep
-  # inside TensorFlow that names no argument.
   args <- list(...)
   for (arg in intersect(c("batch_size", "steps"), names(args)))
     args[arg] <- list(as_optional_count(args[[arg]], minimum = 1L, arg = arg))
-  evaluate <- function(...) model$evaluate(x, y, ...)
-  evaluate_with_averages(optimizer, model, do.call(evaluate, args),
-                         "swa_evaluate()")
+  evaluate_with_averages(
+    optimizer, model,
+    do.call(keras3::evaluate, c(list(model, x = x, y = y), args)),
+    "swa_evaluate()"
+  )
 }
 
 #' Number of snapshots averaged by an SWA optimizer
@@ -96,7 +92,7 @@ swa_evaluate <- function(model, x = NULL, y = NULL, ...) {
 #' @family SWA functions
 #' @export
 #' @template swa-example-model
-#' @examplesIf reticulate::py_module_available("kerasswa.swa")
+#' @examplesIf reticulate::py_module_available("keras")
 #'
 #' # 16 updates, averaging from update 5 every 2: updates 5, 7, ..., 15.
 #' swa_snapshot_count(model)
@@ -108,6 +104,49 @@ swa_snapshot_count <- function(object) {
     "an optimizer made by optimizer_swa(), or a Keras model compiled with one"
   ))
   as.integer(optimizer$snapshot_count)
+}
+
+#' Take a snapshot of the weights now
+#'
+#' Adds the model's current trainable weights to the average of its
+#' [optimizer_swa()] (or [optimizer_swag()]) optimizer as one more snapshot,
+#' exactly as an automatic snapshot would. Made with
+#' `start_averaging = NULL`, the optimizer takes no snapshot by itself and
+#' you decide when to average: at the end of an epoch, of a learning-rate
+#' cycle, between two `fit()` calls. ([callback_swa()] with `start_epoch`
+#' takes them at the end of every epoch from `start_epoch` on.) An optimizer
+#' with automatic snapshots takes a manual one too, counted as any other.
+#'
+#' @param model A Keras model compiled with `optimizer = optimizer_swa(...)`
+#'   or `optimizer_swag(...)` that has trained at least one step (before,
+#'   its optimizer has no average to add to, and Python says so).
+#'
+#' @returns `model`, invisibly.
+#'
+#' @family SWA functions
+#' @export
+#' @examplesIf reticulate::py_module_available("keras")
+#' library(keras3)
+#' model <- keras_model_sequential(input_shape = 4) |> layer_dense(1)
+#' model |> compile(
+#'   optimizer = optimizer_swa(optimizer_sgd(0.05), start_averaging = NULL),
+#'   loss = "mse"
+#' )
+#' x <- matrix(runif(256), ncol = 4)
+#' y <- x %*% c(1, -2, 3, 0.5)
+#'
+#' # Average the weights at the end of epochs 3, 4 and 5.
+#' model |> fit(x, y, epochs = 2, verbose = 0)
+#' for (epoch in 3:5) {
+#'   model |> fit(x, y, epochs = 1, verbose = 0)
+#'   swa_take_snapshot(model)
+#' }
+#' swa_snapshot_count(model)
+#' swa_assign_averages(model)
+swa_take_snapshot <- function(model) {
+  optimizer <- model_swa_optimizer(model)
+  optimizer$take_snapshot()
+  invisible(model)
 }
 
 # The SWA optimizer that trains `model`. Under a mixed-precision policy Keras
@@ -151,11 +190,16 @@ describe_training <- function(model) {
 has_snapshots <- function(optimizer, caller, consequence) {
   if (optimizer$snapshot_count > 0L)
     return(TRUE)
+  start <- optimizer$start_averaging
+  when <- if (is.null(start))
+    paste("`start_averaging` is NULL: snapshots are taken by",
+          "swa_take_snapshot() or callback_swa(start_epoch = ...)")
+  else
+    sprintf("the first is taken at update %d, `start_averaging`", start)
   warning(warningCondition(
     sprintf(paste0("%s: no snapshot of the weights has been averaged yet ",
-                   "(the first is taken at update %d, `start_averaging`), ",
-                   "so %s."),
-            caller, optimizer$start_averaging, consequence),
+                   "(%s), so %s."),
+            caller, when, consequence),
     class = "kerasswa_no_snapshot"
   ))
   FALSE
@@ -165,10 +209,10 @@ evaluate_with_averages <- function(optimizer, model, expr, caller) {
   if (!has_snapshots(optimizer, caller,
                      "it runs with the training weights"))
     return(expr)
-  variables <- model$variables
-  # Swapping twice restores the training weights bit for bit, and on.exit()
-  # does it even when `expr` fails.
-  optimizer$swap_average_vars(variables)
-  on.exit(optimizer$swap_average_vars(variables), add = TRUE)
+  # Python's use_average_vars(), entered and left by hand: on.exit() puts the
+  # training weights back, bit for bit, even when `expr` fails.
+  averaged <- optimizer$use_average_vars(model$variables)
+  averaged$`__enter__`()
+  on.exit(averaged$`__exit__`(NULL, NULL, NULL), add = TRUE)
   expr
 }

@@ -37,7 +37,7 @@ bad_inputs <- list(
             "^`optimizer` must be .*Received: optimizer = 0.1"),
   bad_input(optimizer_swa(list("sgd")), R_REFUSAL,
             "^`optimizer` must be .*Received: optimizer = list\\(\"sgd\"\\)"),
-  bad_input(optimizer_swa(keras$layers$Dense(2L)), R_REFUSAL,
+  bad_input(optimizer_swa(layer_dense(units = 2)), R_REFUSAL,
             "^`optimizer` must be .*Received: optimizer = <Python object of class keras\\..*Dense>"),
   bad_input(optimizer_swa(model$optimizer), R_REFUSAL,
             "^`optimizer` must be the optimizer that computes the updates, not an SWA optimizer \\(SWA cannot wrap SWA\\)"),
@@ -58,7 +58,7 @@ bad_inputs <- list(
 
   # optimizer_swa(): counts, rates, name and flag.
   bad_input(optimizer_swa(inner, start_averaging = NA), R_REFUSAL,
-            "^`start_averaging` must be a single whole number >= 0.\nReceived: start_averaging = NA$"),
+            "^`start_averaging` must be NULL or a single whole number >= 0.\nReceived: start_averaging = NA$"),
   bad_input(optimizer_swa(inner, start_averaging = NaN), R_REFUSAL,
             "^`start_averaging` must be .*= NaN$"),
   bad_input(optimizer_swa(inner, start_averaging = -1), R_REFUSAL,
@@ -93,6 +93,18 @@ bad_inputs <- list(
             "^`name` must be a single non-empty string"),
   bad_input(optimizer_swa(inner, sequential_update = NA), R_REFUSAL,
             "^`sequential_update` must be TRUE or FALSE.*= NA$"),
+  bad_input(optimizer_swa(inner, averaging = "ema"), R_REFUSAL,
+            "^`averaging` must be \"mean\" or a single number in \\(0, 1\\).*= \"ema\"$"),
+  bad_input(optimizer_swa(inner, averaging = 1), R_REFUSAL,
+            "^`averaging` must be \"mean\" or a single number in \\(0, 1\\).*= 1$"),
+
+  # optimizer_swag(): its own arguments (the others are optimizer_swa()'s).
+  bad_input(optimizer_swag(inner, max_rank = -1), R_REFUSAL,
+            "^`max_rank` must be a single whole number >= 0.*= -1$"),
+  bad_input(optimizer_swag(inner, var_clamp = NA), R_REFUSAL,
+            "^`var_clamp` must be a single finite number >= 0.*= NA$"),
+  bad_input(optimizer_swag(inner, averaging = 0.5), R_REFUSAL,
+            "^optimizer_swag\\(\\) fits its Gaussian to the plain mean .*= 0.5$"),
 
   # swa_assign_averages(), with_swa_weights(), swa_evaluate(),
   # swa_snapshot_count(): a model trained with SWA, and its evaluation.
@@ -107,12 +119,13 @@ bad_inputs <- list(
   bad_input(swa_assign_averages(unbuilt), "kerasswa_no_snapshot",
             "^swa_assign_averages\\(\\): no snapshot of the weights has been averaged yet .*, so the weights are unchanged"),
   # Refused before `expr` runs: it would change `model`.
-  bad_input(with_swa_weights(plain, inner$iterations$assign(0L)), R_REFUSAL,
+  bad_input(with_swa_weights(plain, inner$iterations$assign(0)), R_REFUSAL,
             "^`model` must be a Keras model compiled with optimizer_swa\\(\\)"),
-  bad_input(with_swa_weights(other, other$predict(x, verbose = 0L)), "ValueError",
-            "`swap_average_vars` was given the trainable variable .*, which this optimizer was not built with"),
-  # Fails with the averages in the model, which must then be swapped out.
-  bad_input(with_swa_weights(model, model$predict(x[, 1:3], verbose = 0L)),
+  bad_input(with_swa_weights(other, predict(other, x, verbose = 0)), "ValueError",
+            "`use_average_vars` was given the trainable variable .*, which this optimizer was not built with"),
+  # Fails with the averages in the model, which must then be taken out (on
+  # JAX, Keras's failed predict() leaves the variables empty as well).
+  bad_input(with_swa_weights(model, predict(model, x[, 1:3], verbose = 0)),
             "ValueError", "expected axis -1 of input shape to have value 4"),
   bad_input(swa_evaluate(uncompiled, x, y), R_REFUSAL,
             "^`model` must be a Keras model compiled with optimizer_swa\\(\\)"),
@@ -120,7 +133,7 @@ bad_inputs <- list(
             "^`batch_size` must be NULL or a single whole number >= 1.*= 2.5$"),
   bad_input(swa_evaluate(model, x, y, steps = -1), R_REFUSAL,
             "^`steps` must be NULL or a single whole number >= 1.*= -1$"),
-  bad_input(swa_evaluate(model, x[, 1:3], y, verbose = 0L), "ValueError",
+  bad_input(swa_evaluate(model, x[, 1:3], y, verbose = 0), "ValueError",
             "expected axis -1 of input shape to have value 4"),
   bad_input(swa_snapshot_count(NULL), R_REFUSAL,
             "^`object` must be an optimizer made by optimizer_swa\\(\\), or a Keras model compiled with one.*= NULL$"),
@@ -128,6 +141,18 @@ bad_inputs <- list(
             "^`object` must be an optimizer made by optimizer_swa\\(\\).*<Python object of class keras\\..*SGD>$"),
   bad_input(swa_snapshot_count(plain), R_REFUSAL,
             "^`object` must be an optimizer made by optimizer_swa\\(\\).*compiled with <Python object of class keras\\..*SGD>$"),
+  bad_input(swa_take_snapshot(x), R_REFUSAL,
+            "^`model` must be a Keras model compiled with optimizer_swa\\(\\).*= <double array of dimensions 32 x 4>$"),
+  bad_input(swa_take_snapshot(plain), R_REFUSAL,
+            "^`model` must be a Keras model compiled with optimizer_swa\\(\\).*compiled with <Python object of class keras\\..*SGD>$"),
+  bad_input(swa_take_snapshot(unbuilt), "ValueError",
+            "`take_snapshot` needs a built optimizer"),
+
+  # with_swag_sample(), swag_predict(): a model trained with SWAG.
+  bad_input(with_swag_sample(model, predict(model, x, verbose = 0)), R_REFUSAL,
+            "^`model` must be a Keras model compiled with optimizer_swag\\(\\).*compiled with <Python object of class kerasswa\\.swa\\.SWA>$"),
+  bad_input(swag_predict(plain, x), R_REFUSAL,
+            "^`model` must be a Keras model compiled with optimizer_swag\\(\\).*compiled with <Python object of class keras\\..*SGD>$"),
 
   # swa_update_bn().
   bad_input(swa_update_bn(x, x), R_REFUSAL,
@@ -157,7 +182,7 @@ bad_inputs <- list(
   # learning_rate_schedule_swa().
   bad_input(learning_rate_schedule_swa(NA, 0.01, 5), R_REFUSAL,
             "^`base_learning_rate` must be a Keras learning-rate schedule, or a single finite number > 0.*= NA$"),
-  bad_input(learning_rate_schedule_swa(keras$layers$Dense(2L), 0.01, 5), R_REFUSAL,
+  bad_input(learning_rate_schedule_swa(layer_dense(units = 2), 0.01, 5), R_REFUSAL,
             "^`base_learning_rate` must be .*<Python object of class keras\\..*Dense>$"),
   bad_input(learning_rate_schedule_swa(0.1, -Inf, 5), R_REFUSAL,
             "^`swa_learning_rate` must be a single finite number > 0.*= -Inf$"),
@@ -189,17 +214,15 @@ bad_inputs <- list(
             "^`finish_after_epoch` must be NULL or a single whole number >= 1.*= 0$"),
   bad_input(callback_swa(verbose = NA), R_REFUSAL,
             "^`verbose` must be 0, 1, FALSE or TRUE.*= NA$"),
-  bad_input(plain$fit(x, y, epochs = 1L, verbose = 0L,
-                      callbacks = list(callback_swa())), "TypeError",
-            "SWACallback needs a model compiled with a kerasswa.SWA optimizer.*optimizer is <keras\\..*SGD"),
-
-  # install_kerasswa(): refused before anything is installed.
-  bad_input(install_kerasswa(envname = 1), R_REFUSAL,
-            "^`envname` must be a single non-empty string.*= 1$"),
-  bad_input(install_kerasswa(method = "pip"), R_REFUSAL,
-            "^`method` must be one of \"auto\", \"virtualenv\", \"conda\".*= \"pip\"$"),
-  bad_input(install_kerasswa(package = ""), R_REFUSAL,
-            "^`package` must be a single non-empty string.*= \"\"$")
+  bad_input(callback_swa(start_epoch = 0), R_REFUSAL,
+            "^`start_epoch` must be NULL or a single whole number >= 1.*= 0$"),
+  # `model` takes snapshots itself, from update 1.
+  bad_input(fit(model, x, y, epochs = 1, verbose = 0,
+                callbacks = list(callback_swa(start_epoch = 1))), "ValueError",
+            "SWACallback\\(start_epoch=1\\) takes the snapshots itself.*`start_averaging=None`"),
+  bad_input(fit(plain, x, y, epochs = 1, verbose = 0,
+                callbacks = list(callback_swa())), "TypeError",
+            "SWACallback needs a model compiled with a kerasswa.SWA optimizer.*optimizer is <keras\\..*SGD")
 )
 
 # Runs `row$call` in `env` and expects its condition and message.
@@ -236,33 +259,31 @@ variable_values <- function(models) {
 
 test_that("every bad input is refused, names its argument and changes nothing", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
   data <- linear_data(32L)
   x <- data$x
   y <- data$y
 
   model <- batch_norm_model(optimizer_swa(
-    keras$optimizers$SGD(learning_rate = 0.05, momentum = 0.9),
+    optimizer_sgd(learning_rate = 0.05, momentum = 0.9),
     start_averaging = 1, average_period = 2
   ))
-  model$fit(x, y, batch_size = 8L, epochs = 1L, verbose = 0L)
+  model |> fit(x, y, batch_size = 8, epochs = 1, verbose = 0)
   expect_identical(swa_snapshot_count(model), 2L)  # updates 1 and 3
   inner <- model$optimizer$inner_optimizer
   # Trained, so that fit() has nothing left to build.
   plain <- batch_norm_model("sgd")
-  plain$fit(x, y, batch_size = 8L, epochs = 1L, verbose = 0L)
+  plain |> fit(x, y, batch_size = 8, epochs = 1, verbose = 0)
   uncompiled <- batch_norm_model()
-  unbuilt <- keras$Sequential(list(keras$layers$BatchNormalization(),
-                                   keras$layers$Dense(1L)))
-  unbuilt$compile(optimizer = optimizer_swa("sgd"), loss = "mse")
-  other <- batch_norm_model()
-  other$compile(optimizer = model$optimizer, loss = "mse")
+  unbuilt <- keras_model_sequential() |>
+    layer_batch_normalization() |>
+    layer_dense(1)
+  unbuilt |> compile(optimizer = optimizer_swa("sgd"), loss = "mse")
+  other <- batch_norm_model(model$optimizer)
   frozen <- batch_norm_model()
-  frozen_layer <- frozen$layers[[1]]
-  frozen_layer$trainable <- FALSE
-  scheduled <- keras$optimizers$SGD(
-    keras$optimizers$schedules$ExponentialDecay(0.1, 10L, 0.9)
-  )
+  freeze_weights(frozen, to = 1)  # its batch normalization
+  scheduled <- optimizer_sgd(learning_rate_schedule_exponential_decay(
+    0.1, decay_steps = 10, decay_rate = 0.9
+  ))
   keras2_sgd <- if (reticulate::py_module_available("tf_keras"))
     reticulate::import("tf_keras")$optimizers$SGD(0.1)
 

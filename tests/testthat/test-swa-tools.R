@@ -7,9 +7,9 @@ train_recording <- function(updates, start_averaging, average_period) {
   recorded <- vector("list", updates)
   for (update in seq_len(updates)) {
     rows <- (update - 1L) * 8L + 1:8
-    model$train_on_batch(data$x[rows, , drop = FALSE],
-                         data$y[rows, , drop = FALSE])
-    recorded[[update]] <- model$get_weights()
+    model |> train_on_batch(data$x[rows, , drop = FALSE],
+                            data$y[rows, , drop = FALSE])
+    recorded[[update]] <- get_weights(model)
   }
   list(model = model, data = data, recorded = recorded)
 }
@@ -26,15 +26,15 @@ test_that("the averages are the mean of the snapshots, worked out in R", {
   expected <- mean_of_weights(run$recorded[c(3L, 6L, 9L)])
   expect_identical(swa_snapshot_count(run$model), 3L)
 
-  training <- run$model$get_weights()
-  averaged <- with_swa_weights(run$model, run$model$get_weights())
+  training <- get_weights(run$model)
+  averaged <- with_swa_weights(run$model, get_weights(run$model))
   expect_equal(averaged, expected, tolerance = 1e-6)
   # Swapped back bit for bit.
-  expect_identical(run$model$get_weights(), training)
+  expect_identical(get_weights(run$model), training)
   expect_identical(training, run$recorded[[10L]])
 
   expect_invisible(swa_assign_averages(run$model))
-  expect_equal(run$model$get_weights(), expected, tolerance = 1e-6)
+  expect_equal(get_weights(run$model), expected, tolerance = 1e-6)
 })
 
 test_that("swa_evaluate() evaluates the averaged model and restores the weights", {
@@ -47,31 +47,30 @@ test_that("swa_evaluate() evaluates the averaged model and restores the weights"
   bias <- averaged[[2]]
   expected_mse <- mean((sweep(x %*% kernel, 2L, bias, `+`) - y)^2)
 
-  training <- run$model$get_weights()
-  # An R number is taken as a batch size.
-  loss <- swa_evaluate(run$model, x, y, batch_size = 80, verbose = 0L)
-  expect_equal(loss, expected_mse, tolerance = 1e-5)
-  expect_identical(run$model$get_weights(), training)
+  training <- get_weights(run$model)
+  scores <- swa_evaluate(run$model, x, y, batch_size = 80, verbose = 0)
+  expect_named(scores, "loss")
+  expect_equal(scores$loss, expected_mse, tolerance = 1e-5)
+  expect_identical(get_weights(run$model), training)
 })
 
 test_that("with_swa_weights() restores the training weights when expr fails", {
   skip_if_no_kerasswa()
   run <- train_recording(updates = 4L, start_averaging = 0, average_period = 1)
-  training <- run$model$get_weights()
+  training <- get_weights(run$model)
   expect_error(with_swa_weights(run$model, stop("evaluation failed")),
                "evaluation failed")
-  expect_identical(run$model$get_weights(), training)
+  expect_identical(get_weights(run$model), training)
 })
 
 test_that("swa_snapshot_count() counts snapshots as worked out by hand", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
   count_after <- function(updates, start_averaging, average_period) {
-    swa <- optimizer_swa(keras$optimizers$SGD(learning_rate = 0.1),
+    swa <- optimizer_swa(optimizer_sgd(learning_rate = 0.1),
                          start_averaging = start_averaging,
                          average_period = average_period)
-    weight <- list(keras$Variable(c(1, 1), dtype = "float32"))
-    gradient <- list(keras$ops$full(list(2L), 0.1))
+    weight <- list(keras_variable(c(1, 1), dtype = "float32"))
+    gradient <- list(op_full(2, 0.1))
     for (update in seq_len(updates))
       swa$apply(gradient, weight)
     swa_snapshot_count(swa)
@@ -92,43 +91,33 @@ test_that("before the first snapshot the helpers warn and change nothing", {
   expect_warning(swa_assign_averages(model), class = "kerasswa_no_snapshot",
                  "no snapshot of the weights has been averaged yet \\(the first is taken at update 100")
 
-  model$fit(data$x, data$y, batch_size = 8L, epochs = 1L, verbose = 0L)
-  training <- model$get_weights()
+  model |> fit(data$x, data$y, batch_size = 8, epochs = 1, verbose = 0)
+  training <- get_weights(model)
   expect_warning(swa_assign_averages(model), class = "kerasswa_no_snapshot")
-  expect_identical(model$get_weights(), training)
+  expect_identical(get_weights(model), training)
   expect_warning(
-    weights <- with_swa_weights(model, model$get_weights()),
+    weights <- with_swa_weights(model, get_weights(model)),
     "it runs with the training weights"
   )
   expect_identical(weights, training)
-  expect_warning(swa_evaluate(model, data$x, data$y, verbose = 0L),
+  expect_warning(swa_evaluate(model, data$x, data$y, verbose = 0),
                  class = "kerasswa_no_snapshot")
 })
 
 test_that("non-trainable variables (batch-norm statistics) are left alone", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
-  keras$utils$set_random_seed(1L)
-  model <- keras$Sequential(list(
-    keras$Input(shape = list(4L)),
-    keras$layers$BatchNormalization(),
-    keras$layers$Dense(1L)
-  ))
-  model$compile(optimizer = optimizer_swa("sgd", average_period = 1),
-                loss = "mse")
+  model <- batch_norm_model(optimizer_swa("sgd", average_period = 1))
   data <- linear_data()
-  model$fit(data$x, data$y, batch_size = 16L, epochs = 1L, verbose = 0L)
-  statistics <- lapply(model$non_trainable_variables, as_r_vector)
+  model |> fit(data$x, data$y, batch_size = 16, epochs = 1, verbose = 0)
+  statistics <- get_weights(model, trainable = FALSE)
   expect_length(statistics, 2L)  # moving mean and moving variance
 
   swa_assign_averages(model)
-  expect_identical(lapply(model$non_trainable_variables, as_r_vector),
-                   statistics)
+  expect_identical(get_weights(model, trainable = FALSE), statistics)
 })
 
 test_that("the helpers refuse models without an SWA optimizer, naming them", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
   uncompiled <- linear_model()
   expect_error(swa_assign_averages(uncompiled),
                "^`model` must be a Keras model compiled with optimizer_swa\\(\\).\nReceived: model = <Python object of class keras.src.models.sequential.Sequential> \\(not compiled\\)",
@@ -145,17 +134,15 @@ test_that("the helpers refuse models without an SWA optimizer, naming them", {
                "Received: model = 1:3", fixed = TRUE)
   expect_error(swa_snapshot_count("sgd"),
                "^`object` must be an optimizer made by optimizer_swa\\(\\), or a Keras model compiled with one")
-  expect_error(swa_snapshot_count(keras$optimizers$SGD()),
+  expect_error(swa_snapshot_count(optimizer_sgd()),
                "^`object` must be", class = "kerasswa_bad_argument")
 })
 
 test_that("an SWA optimizer inside a loss-scale optimizer is found", {
   skip_if_no_kerasswa()
-  keras <- keras_module()
   swa <- optimizer_swa("sgd", average_period = 1)
-  wrapped <- keras$optimizers$LossScaleOptimizer(swa)
-  model <- linear_model(wrapped)
+  model <- linear_model(optimizer_loss_scale(swa))
   data <- linear_data()
-  model$fit(data$x, data$y, batch_size = 32L, epochs = 1L, verbose = 0L)
+  model |> fit(data$x, data$y, batch_size = 32, epochs = 1, verbose = 0)
   expect_identical(swa_snapshot_count(model), 2L)
 })

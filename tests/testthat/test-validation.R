@@ -26,7 +26,7 @@ test_that("counts must be single whole numbers in range", {
 
 test_that("errors show the value received and what is expected", {
   expect_error(call_swa(start_averaging = 2.5), fixed = TRUE,
-               "`start_averaging` must be a single whole number >= 0.\nReceived: start_averaging = 2.5")
+               "`start_averaging` must be NULL or a single whole number >= 0.\nReceived: start_averaging = 2.5")
   expect_error(call_swa(average_period = 0), fixed = TRUE,
                "`average_period` must be a single whole number >= 1.\nReceived: average_period = 0")
   expect_error(call_swa(average_period = c(1, 2)), fixed = TRUE,
@@ -79,7 +79,7 @@ test_that("optimizer must be a Keras 3 optimizer or the name of one", {
   for (value in bad) {
     expect_error(
       optimizer_swa(value),
-      "^`optimizer` must be a Keras 3 optimizer, such as keras3's optimizer_sgd\\(\\)",
+      "^`optimizer` must be a Keras 3 optimizer, such as optimizer_sgd\\(\\)",
       class = "kerasswa_bad_argument"
     )
   }
@@ -90,7 +90,7 @@ test_that("optimizer must be a Keras 3 optimizer or the name of one", {
 test_that("`...` takes only global_clipnorm and learning_rate, by name", {
   expect_error(call_swa(momentum = 0.9), class = "kerasswa_bad_argument",
                "`...` takes only `global_clipnorm` and `learning_rate`.*Received: momentum = 0.9")
-  expect_error(call_swa(5, 2, "SWA", TRUE, NULL, NULL, NULL, NULL, 3),
+  expect_error(call_swa(5, 2, "SWA", TRUE, NULL, NULL, NULL, NULL, "mean", 3),
                "Received: <unnamed> = 3", fixed = TRUE)
   expect_error(call_swa(learning_rate = 0.1, learning_rate = 0.2),
                "Received: learning_rate = 0.2", fixed = TRUE)
