@@ -114,6 +114,19 @@ as_seed <- function(x, arg = deparse(substitute(x)), call = sys.call(-1L)) {
   if (is.null(x)) NULL else as.integer(x)
 }
 
+# A learning rate: NULL, a number > 0, or a Keras learning-rate schedule
+# (which Keras's optimizers take as well).
+as_learning_rate <- function(x, arg = deparse(substitute(x)),
+                             call = sys.call(-1L)) {
+  if (is_learning_rate_schedule(x))
+    return(x)
+  if (is.null(x) || is_single_number(x) && x > 0)
+    return(as_optional_rate(x, arg = arg, call = call))
+  stop_bad_argument(arg, x, paste(
+    "NULL, a single finite number > 0, or a Keras learning-rate schedule",
+    "such as learning_rate_schedule_exponential_decay()"), call)
+}
+
 # Progress output of the Python functions: 0 (silent) or 1 (a progress bar).
 as_verbose <- function(x, arg = deparse(substitute(x)), call = sys.call(-1L)) {
   if (!(is.numeric(x) || is.logical(x)) || length(x) != 1L || is.na(x) ||

@@ -49,7 +49,10 @@
 #' @param ... Two more arguments of the Python `SWA` class, by name:
 #'   `global_clipnorm` (`NULL`, or a number > 0: all gradients together are
 #'   clipped to this global norm) and `learning_rate` (`NULL`, or a number >
-#'   0 that replaces the inner optimizer's learning rate). At most one of
+#'   0 or a learning-rate schedule such as keras3's
+#'   `learning_rate_schedule_exponential_decay()` or
+#'   [learning_rate_schedule_swa()], which replaces the inner optimizer's
+#'   learning rate). At most one of
 #'   `clipnorm`, `clipvalue` and `global_clipnorm` may be given.
 #'
 #' @details
@@ -162,7 +165,7 @@ swa_arguments <- function(optimizer, start_averaging, average_period, name,
     clipvalue = as_optional_rate(clipvalue, call = call),
     global_clipnorm = as_optional_rate(global_clipnorm, call = call),
     decay = as_optional_rate(decay, allow_zero = TRUE, call = call),
-    learning_rate = as_optional_rate(learning_rate, call = call)
+    learning_rate = as_learning_rate(learning_rate, call = call)
   )
   clipping <- names(Filter(Negate(is.null),
                            args[c("clipnorm", "clipvalue", "global_clipnorm")]))

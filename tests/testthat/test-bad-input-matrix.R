@@ -88,7 +88,7 @@ bad_inputs <- list(
   bad_input(optimizer_swa(inner, lr = "0.1"), R_REFUSAL,
             "^`lr` must be NULL or a single finite number > 0.*= \"0.1\"$"),
   bad_input(optimizer_swa(inner, learning_rate = Inf), R_REFUSAL,
-            "^`learning_rate` must be NULL or a single finite number > 0.*= Inf$"),
+            "^`learning_rate` must be NULL, a single finite number > 0, or a Keras learning-rate schedule.*= Inf$"),
   bad_input(optimizer_swa(inner, name = ""), R_REFUSAL,
             "^`name` must be a single non-empty string"),
   bad_input(optimizer_swa(inner, sequential_update = NA), R_REFUSAL,

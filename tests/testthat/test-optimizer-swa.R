@@ -124,3 +124,16 @@ test_that("an inner optimizer given by name trains too", {
   expect_s3_class(model$optimizer$inner_optimizer,
                   "keras.src.optimizers.adam.Adam")
 })
+
+test_that("a learning-rate schedule on the wrapper drives the inner optimizer", {
+  skip_if_no_kerasswa()
+  schedule <- learning_rate_schedule_exponential_decay(0.1, decay_steps = 1,
+                                                       decay_rate = 0.5)
+  swa <- optimizer_swa(optimizer_sgd(), learning_rate = schedule)
+  model <- linear_model(swa)
+  data <- linear_data(16)
+  fit(model, data$x, data$y, batch_size = 8, epochs = 1, verbose = 0)
+  # After 2 updates the schedule gives 0.1 * 0.5^2.
+  expect_equal(as.numeric(op_convert_to_numpy(swa$inner_optimizer$learning_rate)),
+               0.025, tolerance = 1e-7)
+})
