@@ -1,5 +1,6 @@
-"""Memory of SWA: bytes of optimizer state per variant, checked against the
-rule "inner optimizer state + one copy of the trainable weights + O(1)", and
+"""Memory of SWA and SWAG: bytes of optimizer state per variant, checked
+against the rule "inner optimizer state + one copy of the trainable weights
+(SWAG: 2 + max_rank copies) + O(1)", and
 the growth of peak process memory while a model is built and trained for a
 few steps, per variant, each in its own process (the high-water mark is reset
 after the imports, whose own peak would hide everything else; Linux only).
@@ -17,7 +18,7 @@ import common  # noqa: F401  (sets the environment first)
 import keras
 import numpy as np
 
-from kerasswa import SWA
+from kerasswa import SWA, SWAG
 
 VARIANTS = {
     "SGD": lambda: keras.optimizers.SGD(0.01),
@@ -25,6 +26,8 @@ VARIANTS = {
     "Adam": lambda: keras.optimizers.Adam(1e-4),
     "SWA(Adam)": lambda: SWA(keras.optimizers.Adam(1e-4), average_period=1),
     "SGD + Keras EMA": lambda: keras.optimizers.SGD(0.01, use_ema=True),
+    "SWAG(SGD) max_rank=0": lambda: SWAG(keras.optimizers.SGD(0.01), average_period=1, max_rank=0),
+    "SWAG(SGD) max_rank=20": lambda: SWAG(keras.optimizers.SGD(0.01), average_period=1, max_rank=20),
 }
 WIDTH, BATCH = 4096, 8  # one 4096x4096 Dense layer: 16.8M parameters, 67 MB
 
@@ -61,6 +64,11 @@ def child(name):
     print(json.dumps({"peak_rss": _status_bytes("VmHWM") - before, "rss": _status_bytes("VmRSS") - before}))
 
 
+def copies_by_rule(optimizer):
+    """Copies of the trainable weights the rule allows beside the inner state."""
+    return 2 + optimizer.max_rank if isinstance(optimizer, SWAG) else 1
+
+
 def state_sizes():
     rows = []
     for name, make in VARIANTS.items():
@@ -70,8 +78,11 @@ def state_sizes():
         row = dict(variant=name, weights_bytes=weights, state_bytes=state)
         if isinstance(optimizer, SWA):
             inner = nbytes(optimizer.inner_optimizer.variables)
-            row.update(inner_bytes=inner, beyond_rule_bytes=state - inner - weights)
+            copies = copies_by_rule(optimizer)
+            row.update(inner_bytes=inner, copies=copies, copies_measured=(state - inner) / weights,
+                       beyond_rule_bytes=state - inner - copies * weights)
         rows.append(row)
+        del model, optimizer
     return rows
 
 
@@ -95,8 +106,10 @@ def main():
     sizes, peaks = state_sizes(), peak_memory()
     mb = lambda n: f"{n / 2**20:.2f}"  # noqa: E731
     print(common.table(
-        ["variant", "optimizer state MiB", "inner state MiB", "state - inner - weights (bytes)"],
+        ["variant", "optimizer state MiB", "inner state MiB", "(state - inner) / weights", "rule: copies",
+         "state - inner - copies * weights (bytes)"],
         [(r["variant"], mb(r["state_bytes"]), mb(r.get("inner_bytes", r["state_bytes"])),
+          f"{r['copies_measured']:.4f}" if "copies" in r else "", r.get("copies", ""),
           r.get("beyond_rule_bytes", "")) for r in sizes],
     ))
     print(common.table(

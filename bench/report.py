@@ -8,6 +8,7 @@ import pathlib
 
 import common
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -161,17 +162,25 @@ def overhead_plot(runs):
     figure.savefig(HERE / "overhead.png", dpi=110)
 
 
+def _versions(run):
+    return ", ".join(f"{k} {v}" for k, v in sorted(run["versions"].items()))
+
+
 def memory_section(memory):
     lines = ["## Memory", ""]
     weights = memory["weights_bytes"]
     lines.append(
         f"One Dense 4096x4096 layer: {weights / 2**20:.2f} MiB of trainable weights. The rule: SWA's state is "
-        "the inner optimizer's plus one copy of the weights plus O(1) (the last column, in bytes: the snapshot "
-        "count, and the step counter and learning rate every Keras optimizer creates)."
+        "the inner optimizer's plus one copy of the weights plus O(1); SWAG's, the inner optimizer's plus "
+        "`2 + max_rank` copies (the mean, the mean of the squares, `max_rank` deviations) plus O(1). The "
+        "last column is what is left beyond the rule, in bytes: the snapshot count, and the step counter and "
+        f"learning rate every Keras optimizer creates. Measured with {_versions(memory)}."
     )
     lines += ["", common.table(
-        ["variant", "optimizer state MiB", "inner state MiB", "beyond the rule (bytes)"],
+        ["variant", "optimizer state MiB", "inner state MiB", "(state - inner) / weights", "rule: copies",
+         "beyond the rule (bytes)"],
         [(r["variant"], f"{r['state_bytes'] / 2**20:.2f}", f"{r.get('inner_bytes', r['state_bytes']) / 2**20:.2f}",
+          f"{r['copies_measured']:.4f}" if "copies_measured" in r else "", r.get("copies", ""),
           r.get("beyond_rule_bytes", "")) for r in memory["state"]])]
     lines += ["", "How far resident memory rises while a process builds the model and trains 3 steps, at its "
               "peak and once training is done (measured from after the imports; the peak comes from "
@@ -183,47 +192,88 @@ def memory_section(memory):
     return lines
 
 
+QUALITY_LABELS = {
+    "mnist1d": "MNIST-1D",
+    "mnist1d-noisy": "MNIST-1D, 30% of the training labels flipped",
+    "digits": "scikit-learn digits",
+}
+
+
+def _mean_se(pair, digits=4, signed=False):
+    return f"{pair[0]:{'+' if signed else ''}.{digits}f} ± {pair[1]:.{digits}f}"
+
+
+def _paired(per_seed, method, baseline, metric):
+    """Mean and standard error over seeds of `method - baseline`."""
+    differences = [r[method][metric] - r[baseline][metric] for r in per_seed]
+    mean, sd = common.mean_sd(differences)
+    return mean, sd / len(differences) ** 0.5
+
+
 def quality_section(quality):
-    lines = ["## Benefit: SWA against SGD at the same budget", ""]
+    lines = ["## Benefit: SWA and SWAG against SGD at the same budget", ""]
     lines.append((
-        f"{quality['seeds']} seeds (initialisation and batch order; one fixed train/test split). Baseline: SGD with "
-        "momentum 0.9 and a cosine learning rate decaying over the whole budget. SWA: the paper's recipe, "
-        f"the learning rate decaying to `swa_lr` over the first {quality['swa_start']:.0%} of the budget, then "
-        "constant while the weights are averaged once per epoch, batch norm recomputed at the end. "
-        "'SWA - SGD' is the mean paired difference and its standard error. PyTorch's "
-        "`torch.optim.swa_utils` runs the same recipe on the same data and architecture as the reference."
+        f"{quality['seeds']} seeds (initialisation, batch order and SWAG samples; one fixed train/test split per "
+        f"data set); the same budget for every method: {quality['epochs']} epochs of batches of {quality['batch']}. "
+        f"SGD: momentum {quality['momentum']}, weight decay {quality['weight_decay']}, the SWA paper's learning "
+        f"rate ({quality['lr_init']} for the first half, falling linearly to {quality['final_ratio']:g} of it at 90%, "
+        "then constant); its last weights are the baseline. SWA and SWAG come from one run per seed with the "
+        f"paper's SWA schedule (the same shape over the first {quality['swa_start']} epochs, ending at swa_lr "
+        f"{quality['swa_lr']}) and a snapshot at the end of each of the last "
+        f"{quality['epochs'] - quality['swa_start']} epochs: SWA is the average; SWAG-diagonal and SWAG "
+        f"(`max_rank={quality['max_rank']}`) average the predictions of `swag_predict(num_samples="
+        f"{quality['num_samples']}, scale={quality['scale']})` with `covariance=False` and `True`. Metrics on "
+        f"the test set: accuracy, negative log-likelihood (NLL), expected calibration error (ECE, "
+        f"{quality['bins']} bins). 'method - SGD' is the mean over seeds of the paired difference and its "
+        "standard error; for NLL and ECE negative is better. The protocol, with its sources, heads "
+        f"`bench/quality.py`. Run on the {quality['command'].split()[0].split('=')[1]} backend (the script "
+        f"says why) in {quality['runtime_s'] / 60:.1f} minutes, with {_versions(quality)}."
     ))
-    for task, result in quality["tasks"].items():
-        spec = result["spec"]
-        lines += ["", f"### {task}: {result['metric']} ({'higher' if task == 'digits' else 'lower'} is better)", ""]
-        lines.append(
-            f"MLP with {spec['hidden']} hidden units{' and batch norm' if spec['batch_norm'] else ''}, "
-            f"{spec['epochs']} epochs of batches of {spec['batch']}, lr {spec['lr']}, swa_lr {spec['swa_lr']}."
-        )
+    for name, result in quality["datasets"].items():
+        hidden = "-".join(str(h) for h in result["hidden"])
+        lines += ["", f"### {QUALITY_LABELS.get(name, name)}", ""]
+        lines.append(f"{result['train']} training and {result['test']} test examples; MLP with hidden layers "
+                     f"{hidden} (ReLU).")
         rows = []
-        for name, label in (("keras", "kerasswa (Keras 3, TensorFlow)"), ("torch", "torch.optim.swa_utils")):
-            s = result[f"{name}_summary"]
-            rows.append((label, *(f"{s[k][0]:.4f} ± {s[k][1]:.4f}" for k in ("sgd", "swa_iterate", "swa")),
-                         f"{s['swa_minus_sgd'][0]:+.4f} ± {s['swa_minus_sgd'][1]:.4f}"))
-        lines += ["", common.table(["implementation", "SGD", "SWA run, last iterate", "SWA average", "SWA - SGD"], rows)]
+        for method in quality["methods"]:
+            means, difference = result["means"][method], result["differences"].get(method)
+            row = [method] + [f"{means[k][0]:.4f}" for k in ("accuracy", "nll", "ece")]
+            row += [_mean_se(difference[k], signed=True) if difference else "" for k in ("accuracy", "nll", "ece")]
+            rows.append(row)
+        lines += ["", common.table(
+            ["method", "accuracy", "NLL", "ECE", "accuracy - SGD", "NLL - SGD", "ECE - SGD"], rows)]
+        beyond = []
+        for method in quality["methods"][2:]:
+            pairs = {k: _paired(result["per_seed"], method, "SWA", k) for k in ("nll", "ece")}
+            beyond.append(f"{method} - SWA: NLL {_mean_se(pairs['nll'], signed=True)}, "
+                          f"ECE {_mean_se(pairs['ece'], signed=True)}")
+        lines += ["", "Sampling against the average alone (paired, as above): " + "; ".join(beyond) + "."]
+    lines += ["", (
+        "The reliability diagram below pools the test predictions of all seeds: for each bin of top-class "
+        "confidence holding at least 0.5% of them, the mean confidence minus the accuracy (above zero: "
+        "overconfident)."
+    )]
     return lines
 
 
-def quality_plot(quality):
-    curves = quality["tasks"]["digits"]["keras"][0]["curves"]
-    figure, axis = plt.subplots(figsize=(7, 4))
-    epochs = range(1, len(curves["sgd"]) + 1)
-    axis.plot(epochs, curves["sgd"], label="SGD baseline (cosine decay)")
-    axis.plot(epochs, curves["swa_iterate"], label="SWA run: training weights")
-    axis.plot(epochs, curves["swa"], marker="o", markersize=3, label="SWA run: averaged weights")
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("test accuracy")
-    axis.set_title("digits, seed 0")
-    values = [v for c in curves.values() for v in c if v == v]
-    axis.set_ylim(max(min(values), 0.8), 1.0)
-    axis.legend(loc="lower right")
+def reliability_plot(quality):
+    datasets = list(quality["datasets"])
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
+    for axis, name in zip(axes[0], datasets):
+        for method in quality["methods"]:
+            bins = quality["datasets"][name]["reliability"][method]
+            count = np.asarray(bins["count"])
+            kept = count >= 0.005 * count.sum()
+            confidence = np.asarray(bins["confidence_sum"])[kept] / count[kept]
+            accuracy = np.asarray(bins["correct_sum"])[kept] / count[kept]
+            axis.plot(confidence, confidence - accuracy, marker="o", markersize=3, label=method)
+        axis.axhline(0.0, color="black", linewidth=0.8)
+        axis.set_title(QUALITY_LABELS.get(name, name), fontsize=10)
+        axis.set_xlabel("confidence (top-class probability)")
+    axes[0][0].set_ylabel("confidence - accuracy")
+    axes[0][-1].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(HERE / "accuracy.png", dpi=110)
+    figure.savefig(HERE / "reliability.png", dpi=110)
 
 
 def main():
@@ -249,8 +299,8 @@ def main():
     if memory:
         lines += memory_section(memory) + [""]
     if quality:
-        lines += quality_section(quality) + ["", "![test accuracy per epoch](accuracy.png)", ""]
-        quality_plot(quality)
+        lines += quality_section(quality) + ["", "![reliability diagram](reliability.png)", ""]
+        reliability_plot(quality)
     lines += ["## Commands", ""]
     for run in runs + [r for r in (profile, memory, quality) if r]:
         lines.append(f"- `{run['command']}`")
