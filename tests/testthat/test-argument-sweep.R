@@ -11,6 +11,7 @@ SWEEP_VALUES <- list(
   "Inf" = Inf, "-Inf" = -Inf, "-0" = -0, "0" = 0, "0.5" = 0.5, "2.5" = 2.5,
   "integer.max + 1" = .Machine$integer.max + 1, "2^53" = 2^53,
   "1e-320" = 1e-320, "1e300" = 1e300, "3L" = 3L, "TRUE" = TRUE,
+  "FALSE" = FALSE,
   "factor" = factor("a"), "Date" = as.Date("2026-01-01"),
   "list(1)" = list(1), "NULL" = NULL, "c(1, 2)" = c(1, 2), "\"1\"" = "1",
   "\"\"" = ""
@@ -131,14 +132,14 @@ test_that("every argument of the exported functions: refused by name, or works",
   for (case in sweep_cases()) {
     for (arg in case$args) {
       for (label in names(SWEEP_VALUES)) {
-        value <- SWEEP_VALUES[label]  # a list of one, so that NULL is kept
-        names(value) <- arg
         fixed <- if (is.function(case$fixed)) case$fixed() else case$fixed
+        args <- fixed
+        args[arg] <- SWEEP_VALUES[label]  # a list of one, so that NULL is kept
         before <- model_state(fixed)
         # Warnings (update_bn() on a model without batch normalization, ...)
         # are beside the point here.
         result <- tryCatch(
-          suppressWarnings(do.call(case$fun, c(fixed, value))),
+          suppressWarnings(do.call(case$fun, args)),
           error = function(e) e
         )
         what <- sprintf("%s = %s", arg, label)
