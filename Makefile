@@ -68,7 +68,7 @@ R_TEST_DIR := testthat::test_dir("tests/testthat", package = "kerasswa", load_pa
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help demo test bench test-python test-r check-r docs install-python install-r-deps install-r \
-	python-copy dist \
+	python-copy dist fuzz \
 	site site-test install-site-deps
 
 help:
@@ -78,6 +78,7 @@ help:
 	@echo "make bench  measure the cost and benefit of SWA; writes bench/RESULTS.md (about 15 minutes)"
 	@echo "make site   build the documentation site into docs/, offline, running every example"
 	@echo "make site-test  open the site in headless Chromium and check every page renders"
+	@echo "make fuzz   the property-based tests with 30 examples per argument, on every backend (about 12 minutes)"
 	@echo "make dist   build the Python sdist and wheel (checked, smoke-tested) and the R source tarball into dist/"
 
 install-python: $(PY_STAMP)
@@ -144,6 +145,19 @@ test-r: install-python install-r $(R_KERAS_STAMP)
 		Rscript -e '$(R_TEST_DIR)'
 	@echo "=== testthat (R), KERAS_BACKEND=jax ==="
 	@KERAS_BACKEND=jax KERASSWA_REQUIRE_PYTHON=true Rscript -e '$(R_TEST_DIR)'
+
+# The property-based tests with 30 examples per argument (make test runs 2),
+# on each backend; the counts (drawn / refused / worked per argument and value
+# class) are printed as a table from $(FUZZ_REPORT).
+FUZZ_REPORT := .cache/fuzz-report.jsonl
+fuzz: install-python
+	@mkdir -p $(dir $(FUZZ_REPORT)) && rm -f $(FUZZ_REPORT)
+	@for backend in tensorflow jax torch; do \
+		echo "=== fuzz, KERAS_BACKEND=$$backend ==="; \
+		KERAS_BACKEND=$$backend KERASSWA_FUZZ_EXAMPLES=30 KERASSWA_FUZZ_REPORT=$(FUZZ_REPORT) \
+			timeout 1200 $(PY) -m pytest -q -p no:cacheprovider tests/python/test_properties.py || exit 1; \
+	done
+	@$(PY) tests/python/test_properties.py $(FUZZ_REPORT)
 
 # R CMD build, in $(1): from a copy of the R package's own folders (R CMD build
 # would first copy all of .venv); .Rbuildignore still decides what goes into

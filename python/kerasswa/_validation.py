@@ -16,6 +16,11 @@ from typing import Any, Optional, Union
 import numpy as np
 
 
+# The largest float32, and its smallest positive (subnormal) value.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)
+
+
 def _describe(value: Any) -> str:
     return f"{value!r} (of type {type(value).__name__})"
 
@@ -110,6 +115,14 @@ def check_optional_number(
             f"`{name}` must be a finite number {bound}, or None. "
             f"Received: {name}={value!r}"
         )
+    # The backends compute with it in float32: a larger value becomes inf
+    # there, and a positive one below float32's smallest becomes 0.
+    if as_float > _FLOAT32_MAX or (as_float and not allow_zero and as_float < _FLOAT32_TINY):
+        raise ValueError(
+            f"`{name}` must lie between {_FLOAT32_TINY!r} and {_FLOAT32_MAX!r} "
+            f"(float32, in which it is used){' or be 0' if allow_zero else ''}. "
+            f"Received: {name}={value!r}"
+        )
     return as_float
 
 
@@ -137,7 +150,7 @@ def check_averaging(value: Any) -> Union[str, float]:
     (0, 1)."""
     if isinstance(value, str):
         if value == "mean":
-            return value
+            return "mean"  # A plain `str`, also for NumPy's `str_`.
         raise ValueError(
             '`averaging` must be "mean" or a decay in (0, 1) for an '
             f"exponential moving average. Received: averaging={value!r}"
@@ -184,4 +197,5 @@ def check_name(name: str, value: Any) -> str:
             f"`{name}` must be a non-empty string. "
             f"Received: {name}={_describe(value)}"
         )
-    return value
+    # A plain `str`: NumPy's `str_` is one, but Keras cannot save it.
+    return str(value)

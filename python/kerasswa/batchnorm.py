@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any, Iterable, Iterator, List, Optional
 
@@ -68,6 +69,12 @@ def update_bn(
     >>> print(keras.ops.convert_to_numpy(bn.moving_variance))
     [2.25 2.25 2.25]
     """
+    return _update_bn(model, data, batch_size, steps, verbose, argument="data")
+
+
+def _update_bn(model, data, batch_size, steps, verbose, argument) -> keras.Model:
+    """`update_bn`, its messages naming the caller's `argument` for `data`
+    (`bn_data` for `SWACallback` and `swag_predict`)."""
     if not isinstance(model, keras.Model):
         raise TypeError(
             "`model` must be a Keras model. "
@@ -76,6 +83,7 @@ def update_bn(
     batch_size = _validation.check_count("batch_size", batch_size, minimum=1)
     steps = _validation.check_optional_count("steps", steps, minimum=1)
     verbose = _validation.check_verbose(verbose)
+    check_data(argument, data, finite=True)
     if not model.built:
         raise ValueError(
             "`update_bn` needs a built model: call it on data, build it, or "
@@ -99,32 +107,32 @@ def update_bn(
     )
     seen = 0
     try:
-        for step, batch in enumerate(_input_batches(data, batch_size)):
+        for step, batch in enumerate(_input_batches(data, batch_size, argument)):
             if steps is not None and step >= steps:
                 break
-            count = _batch_length(batch)
-            # Momentum `seen / (seen + count)` makes each moving statistic the
-            # running mean of the batch statistics, weighted by batch size.
-            for layer in layers:
-                layer.momentum = seen / (seen + count)
             try:
+                count = _batch_length(batch)
+                # Momentum `seen / (seen + count)` makes each moving statistic
+                # the running mean of the batch statistics, weighted by batch size.
+                for layer in layers:
+                    layer.momentum = seen / (seen + count)
                 model(batch, training=True)
             except Exception as error:
                 raise ValueError(
-                    f"`data`: batch {step} could not go through model "
+                    f"`{argument}`: batch {step} could not go through model "
                     f"{model.name!r}: {error}"
                 ) from error
             seen += count
             progress.update(step + 1)
         if seen == 0:
             raise ValueError(
-                "`data` gave no batches: `update_bn` needs at least one batch "
-                "of inputs. Received an empty `data`."
+                f"`{argument}` gave no batches: `update_bn` needs at least one "
+                f"batch of inputs. Received an empty `{argument}`."
             )
         if not all(bool(ops.all(ops.isfinite(_kernels.read(v)))) for v in statistics):
             raise ValueError(
-                "`data` made batch-norm statistics NaN or infinite (do the "
-                "inputs hold NaN or Inf?); they are left as they were."
+                f"`{argument}` made batch-norm statistics NaN or infinite (do "
+                "the inputs hold NaN or Inf?); they are left as they were."
             )
     except BaseException:
         for variable, value in zip(statistics, saved):
@@ -146,7 +154,7 @@ def batch_norm_layers(model: keras.Layer) -> List[keras.layers.BatchNormalizatio
     return layers
 
 
-def _input_batches(data: Any, batch_size: int) -> Iterator[Any]:
+def _input_batches(data: Any, batch_size: int, argument: str = "data") -> Iterator[Any]:
     """Yields the inputs `x` of each batch of `data`."""
     if _is_array_data(data):
         inputs = _inputs_of(data)
@@ -162,13 +170,63 @@ def _input_batches(data: Any, batch_size: int) -> Iterator[Any]:
         try:
             batches = iter(data)
         except TypeError:
-            raise TypeError(
-                "`data` must be arrays, a tf.data.Dataset, a "
-                "keras.utils.PyDataset or an iterable of batches. "
-                f"Received: data={data!r} (of type {type(data).__name__})"
-            ) from None
+            raise TypeError(_data_message(argument, data)) from None
     for batch in batches:
         yield _as_backend_tensors(_inputs_of(batch))
+
+
+def check_data(argument: str, data: Any, finite: bool = False) -> None:
+    """Refuses, before any work, what can never give batches of inputs: a
+    number, a boolean, a string, `None`, a 0-d array, a non-iterable, or a
+    list, tuple or dict that holds such an input; with `finite`, NumPy
+    inputs that hold NaN or Inf (batch-norm statistics would too)."""
+    inputs = _inputs_of(data)
+    leaves = keras.tree.flatten(inputs) if isinstance(inputs, (tuple, list, dict)) else [inputs]
+    never_batches = any(
+        leaf is None
+        or isinstance(leaf, (str, bytes, numbers.Number, np.generic))
+        or ((isinstance(leaf, np.ndarray) or keras.ops.is_tensor(leaf)) and len(leaf.shape) == 0)
+        for leaf in leaves
+    )
+    if never_batches or not (
+        _is_array_data(data)
+        or isinstance(data, keras.utils.PyDataset)
+        or hasattr(data, "__iter__")
+    ):
+        raise TypeError(_data_message(argument, data))
+    if (isinstance(data, (tuple, list, dict)) and not leaves) or (
+        _is_array_data(data) and _batch_length(inputs) == 0
+    ):
+        raise ValueError(
+            f"`{argument}` gave no batches: at least one batch of inputs is "
+            f"needed. Received: {argument}={_shown(data)}, empty."
+        )
+    if finite and any(
+        isinstance(leaf, np.ndarray)
+        and np.issubdtype(leaf.dtype, np.inexact)
+        and not np.isfinite(leaf).all()
+        for leaf in leaves
+    ):
+        raise ValueError(
+            f"`{argument}` holds NaN or infinite values: the batch-norm "
+            f"statistics would be NaN or infinite too. Received: {argument}="
+            f"{_shown(data)}"
+        )
+
+
+def _data_message(argument: str, data: Any) -> str:
+    return (
+        f"`{argument}` must be arrays (or a list or dict of arrays), a tuple "
+        "`(x, y)` of those, a tf.data.Dataset, a keras.utils.PyDataset or an "
+        f"iterable of batches. Received: {argument}={_shown(data)} (of type "
+        f"{type(data).__name__})"
+    )
+
+
+def _shown(value: Any) -> str:
+    """`repr(value)`, cut short for data."""
+    shown = repr(value)
+    return shown if len(shown) <= 100 else shown[:80] + "..."
 
 
 def _known_batch_count(data: Any, batch_size: int) -> Optional[int]:

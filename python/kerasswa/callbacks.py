@@ -11,7 +11,7 @@ import keras
 from keras import ops
 
 from kerasswa import _kernels, _validation
-from kerasswa.batchnorm import update_bn
+from kerasswa.batchnorm import _inputs_of, _is_array_data, _shown, _update_bn, check_data
 from kerasswa.swa import SWA, _find_swa, averaging_factor
 
 
@@ -114,14 +114,10 @@ class SWACallback(keras.callbacks.Callback):
                 "Give `bn_data` (recompute the batch-norm statistics) or "
                 "`average_non_trainable=True` (average them), not both."
             )
-        if validation_data is not None and not (
-            isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)
-        ):
-            raise TypeError(
-                "`validation_data` must be a tuple `(x, y)` or "
-                "`(x, y, sample_weight)`. Received: "
-                f"validation_data of type {type(validation_data).__name__}"
-            )
+        if bn_data is not None:
+            check_data("bn_data", bn_data, finite=True)
+        if validation_data is not None:
+            _check_validation_data(validation_data)
         self.bn_data = bn_data
         self.bn_batch_size = _validation.check_count("bn_batch_size", bn_batch_size, minimum=1)
         self.bn_steps = _validation.check_optional_count("bn_steps", bn_steps, minimum=1)
@@ -151,6 +147,7 @@ class SWACallback(keras.callbacks.Callback):
                 "`start_averaging=None` (manual snapshots), or drop "
                 "`start_epoch`."
             )
+        self._check_data_fits(model)
         kept = getattr(self._swa, _KEPT_TRAINING_VALUES, None)
         if kept is not None:
             for variable, value in zip(model.variables, kept):
@@ -158,6 +155,23 @@ class SWACallback(keras.callbacks.Callback):
             setattr(self._swa, _KEPT_TRAINING_VALUES, None)
         self._finished = False
         self._seen_snapshots = self._swa.snapshot_count
+
+    def _check_data_fits(self, model) -> None:
+        """Runs one row of array `bn_data` and `validation_data` through the
+        model in inference mode (nothing changes), so that inputs that do not
+        fit it are refused before training, not after the first epoch."""
+        checked = [("bn_data", _inputs_of(self.bn_data) if self.bn_data is not None else None)]
+        if self.validation_data is not None:
+            checked.append(("validation_data", self.validation_data[0]))
+        for argument, inputs in checked:
+            if inputs is None or not _is_array_data(inputs):
+                continue
+            try:
+                model(keras.tree.map_structure(lambda a: a[:1], inputs), training=False)
+            except Exception as error:
+                raise ValueError(
+                    f"`{argument}` does not fit model {model.name!r}: {error}"
+                ) from error
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.average_non_trainable or self._finished:
@@ -249,12 +263,13 @@ class SWACallback(keras.callbacks.Callback):
                 ):
                     variable.assign(ops.copy(average))
         elif self.bn_data is not None:
-            update_bn(
+            _update_bn(
                 model,
                 self.bn_data,
                 batch_size=self.bn_batch_size,
                 steps=self.bn_steps,
                 verbose=self.verbose,
+                argument="bn_data",
             )
 
     def _finish(self) -> None:
@@ -278,6 +293,37 @@ class SWACallback(keras.callbacks.Callback):
         )
         self._swa.assign_average_vars(model.variables)
         self._apply_average_statistics(model)
+
+
+def _check_validation_data(validation_data: Any) -> None:
+    """`(x, y)` or `(x, y, sample_weight)`: `x` data, `y` and
+    `sample_weight` arrays (or `None`), all of one length."""
+    refusal = TypeError(
+        "`validation_data` must be a tuple `(x, y)` or `(x, y, sample_weight)` "
+        "of arrays (x may be a list or dict of arrays). Received: "
+        f"validation_data={_shown(validation_data)} "
+        f"(of type {type(validation_data).__name__})"
+    )
+    if not (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)):
+        raise refusal
+    try:
+        check_data("validation_data", validation_data[0])
+        for part in validation_data[1:]:
+            if part is not None:
+                check_data("validation_data", part)
+    except TypeError:
+        raise refusal from None
+    lengths = {
+        int(leaf.shape[0])
+        for part in validation_data
+        if part is not None and _is_array_data(part)
+        for leaf in keras.tree.flatten(part)
+    }
+    if len(lengths) > 1:
+        raise ValueError(
+            "`validation_data`: x, y (and sample_weight) must have the same "
+            f"number of samples. Received lengths {sorted(lengths)}"
+        )
 
 
 def _averaged_non_trainable(model) -> list:

@@ -15,7 +15,7 @@ from keras import ops
 from keras.src.utils import io_utils
 
 from kerasswa import _kernels, _validation
-from kerasswa.batchnorm import batch_norm_layers, update_bn
+from kerasswa.batchnorm import _update_bn, batch_norm_layers, check_data
 from kerasswa.swa import SWA, _find_swa
 
 # The prefix under which `SWACallback` logs the scores of the averaged model.
@@ -159,6 +159,8 @@ class SWAModelCheckpoint(keras.callbacks.ModelCheckpoint):
         self.bn_batch_size = _validation.check_count(
             "bn_batch_size", bn_batch_size, minimum=1
         )
+        if bn_data is not None:
+            check_data("bn_data", bn_data, finite=True)
         self.bn_data = bn_data
         super().__init__(
             filepath,
@@ -257,7 +259,10 @@ class SWAModelCheckpoint(keras.callbacks.ModelCheckpoint):
         try:
             swa.assign_average_vars(trainable)
             if self._refresh_statistics:
-                update_bn(model, self.bn_data, batch_size=self.bn_batch_size)
+                _update_bn(
+                    model, self.bn_data, batch_size=self.bn_batch_size, steps=None,
+                    verbose=0, argument="bn_data",
+                )
             yield
         finally:
             if kept is not None:

@@ -103,7 +103,7 @@ class SWALearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
                     f"cycle_length={cycle_length}"
                 )
         self.cycle_length = cycle_length
-        self.name = name
+        self.name = None if name is None else _validation.check_name("name", name)
 
     def _base(self, step):
         if isinstance(self.base_learning_rate, keras.optimizers.schedules.LearningRateSchedule):

@@ -651,12 +651,28 @@ class SWA(keras.optimizers.Optimizer):
         >>> all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
         True
         """
-        var_list = list(var_list)
-        self.swap_average_vars(var_list)
+        var_list = _as_var_list(var_list)
+        pairs = self._averaged_pairs(var_list, "use_average_vars")
+        training = [ops.copy(_kernels.read(variable)) for variable, _ in pairs]
+        # On JAX, a Keras `predict` or `evaluate` that fails part-way leaves
+        # the model's variables without a value (its trainer empties them
+        # while it runs). JAX arrays are immutable, so holding the values of
+        # before costs no copy and lets such variables be put back.
+        held = (
+            [(variable, variable.value) for variable in var_list]
+            if keras.backend.backend() == "jax"
+            else []
+        )
+        for variable, average in pairs:
+            variable.assign(ops.copy(average.value))
         try:
             yield
         finally:
-            self.swap_average_vars(var_list)
+            for variable, value in held:
+                if getattr(variable, "_value", value) is None:
+                    variable.assign(value)
+            for (variable, _), value in zip(pairs, training):
+                variable.assign(value)
 
     def _averaged_pairs(self, var_list, caller):
         """`(variable, average)` for the variables of `var_list` that have an
@@ -687,15 +703,9 @@ class SWA(keras.optimizers.Optimizer):
         index being the variable's position in the list this optimizer was
         built with. Non-trainable variables are skipped; unknown trainable
         ones refused."""
-        if isinstance(var_list, (keras.Variable, str, bytes)) or not hasattr(
-            var_list, "__iter__"
-        ):
-            raise TypeError(
-                f"`var_list` must be a list of variables, such as "
-                f"`model.variables`. Received: var_list={var_list!r}"
-            )
+        var_list = _as_var_list(var_list)
         found = []
-        for variable in list(var_list) if self.built else []:
+        for variable in var_list if self.built else []:
             if not getattr(variable, "trainable", False):
                 continue
             key = self._var_key(variable)
@@ -769,6 +779,12 @@ def averaging_factor(averaging: Union[str, float], count, dtype):
 
 
 def _find_swa(model, kind: type = SWA, user: str = "SWACallback") -> SWA:
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{user} needs a model compiled with a kerasswa.{kind.__name__} "
+            f"optimizer. Received: model={model!r} (of type "
+            f"{type(model).__name__}), not a Keras model"
+        )
     optimizer = getattr(model, "optimizer", None)
     # `compile` wraps the optimizer in a LossScaleOptimizer under mixed_float16.
     inner = getattr(optimizer, "inner_optimizer", None)
@@ -777,7 +793,8 @@ def _find_swa(model, kind: type = SWA, user: str = "SWACallback") -> SWA:
             return candidate
     raise TypeError(
         f"{user} needs a model compiled with a kerasswa.{kind.__name__} "
-        f"optimizer. Received a model whose optimizer is {optimizer!r}"
+        f"optimizer. Received: model={model.name!r}, whose optimizer is "
+        f"{optimizer!r}"
     )
 
 
@@ -821,6 +838,40 @@ def _check_inner_is_free(inner: keras.optimizers.Optimizer, var_list: list) -> N
             "each model, e.g. "
             f"`SWA({type(inner).__name__}.from_config(inner.get_config()))`."
         )
+
+
+def _is_variable(value) -> bool:
+    """A `keras.Variable`, or a raw `tf.Variable` (which has no common base)."""
+    return isinstance(value, keras.Variable) or all(
+        hasattr(value, attribute) for attribute in ("assign", "trainable", "shape", "dtype")
+    )
+
+
+def _as_var_list(var_list) -> list:
+    """`var_list` as a list of variables; anything else is refused."""
+    def refuse(what=""):
+        shown = repr(var_list)
+        if len(shown) > 100:
+            shown = shown[:80] + "..."
+        return TypeError(
+            "`var_list` must be a list of variables, such as "
+            f"`model.variables`. Received: var_list={shown}{what}"
+        )
+
+    if (
+        _is_variable(var_list)
+        or isinstance(var_list, (str, bytes, dict))
+        or not hasattr(var_list, "__iter__")
+    ):
+        raise refuse()
+    try:
+        items = list(var_list)
+    except TypeError:
+        raise refuse() from None
+    strangers = [item for item in items if not _is_variable(item)]
+    if strangers:
+        raise refuse(f", which holds {strangers[0]!r} (of type {type(strangers[0]).__name__})")
+    return items
 
 
 def _is_sparse(grad) -> bool:

@@ -12,8 +12,8 @@ import numpy as np
 from keras import ops
 
 from kerasswa import _kernels, _validation
-from kerasswa.batchnorm import update_bn
-from kerasswa.swa import SWA, OptimizerLike, _find_swa
+from kerasswa.batchnorm import _update_bn, check_data
+from kerasswa.swa import SWA, OptimizerLike, _as_var_list, _find_swa
 
 SeedLike = Union[None, int, keras.random.SeedGenerator]
 
@@ -302,7 +302,7 @@ class SWAG(SWA):
         >>> print(keras.ops.convert_to_numpy(w))  # the training weights
         [0. 0. 0.]
         """
-        var_list = list(var_list)
+        var_list = _as_var_list(var_list)
         with _restored(var_list):
             self.sample_vars(var_list, scale=scale, seed=seed, covariance=covariance)
             yield
@@ -382,6 +382,9 @@ def swag_predict(
     batch_size = _validation.check_optional_count("batch_size", batch_size, minimum=1)
     bn_batch_size = _validation.check_count("bn_batch_size", bn_batch_size, minimum=1)
     verbose = _validation.check_verbose(verbose)
+    check_data("x", x)
+    if bn_data is not None:
+        check_data("bn_data", bn_data, finite=True)
     generator = _seed_generator(seed)
     progress = keras.utils.Progbar(num_samples, verbose=verbose, unit_name="sample")
     total = None
@@ -391,10 +394,15 @@ def swag_predict(
                 model.trainable_variables, scale=scale, seed=generator, covariance=covariance
             )
             if bn_data is not None:
-                update_bn(model, bn_data, batch_size=bn_batch_size)
+                _update_bn(model, bn_data, bn_batch_size, None, 0, argument="bn_data")
+            try:
+                predicted = model.predict(x, batch_size=batch_size, verbose=0)
+            except (TypeError, ValueError) as error:
+                raise ValueError(
+                    f"`x` could not go through model {model.name!r}: {error}"
+                ) from error
             prediction = keras.tree.map_structure(
-                lambda p: np.asarray(p, dtype="float64"),
-                model.predict(x, batch_size=batch_size, verbose=0),
+                lambda p: np.asarray(p, dtype="float64"), predicted
             )
             total = (
                 prediction

@@ -154,6 +154,24 @@ def test_swap_twice_restores_and_use_average_vars_restores_on_error():
     np.testing.assert_allclose(to_numpy(weights), [0.75, 0.75], atol=1e-6)
 
 
+def test_use_average_vars_restores_the_model_after_a_failed_predict():
+    # On JAX, Keras empties the model's variables while `predict` runs and
+    # leaves them empty when it fails part-way; the block must still end with
+    # the training weights and statistics in place, on every backend.
+    model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    optimizer = SWA(keras.optimizers.SGD(0.1), average_period=1)
+    model.compile(optimizer=optimizer, loss="mse")
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    model.fit(x, x[:, :1], batch_size=8, epochs=2, verbose=0)
+    before = [to_numpy(v).copy() for v in model.variables]
+    with pytest.raises(Exception):
+        with optimizer.use_average_vars(model.variables):
+            model.predict(x[:, :2], verbose=0)  # the wrong number of features
+    for variable, value in zip(model.variables, before):
+        np.testing.assert_array_equal(to_numpy(variable), value)
+    model.predict(x, verbose=0)
+
+
 def test_snapshot_count_is_read_only():
     optimizer = SWA("sgd")
     assert optimizer.snapshot_count == 0

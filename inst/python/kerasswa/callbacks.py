@@ -1,0 +1,334 @@
+"""`SWACallback`: finishes a `fit` the SWA way, and scores the average as it goes."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from typing import Any, Iterator, List, Optional
+
+import keras
+from keras import ops
+
+from kerasswa import _kernels, _validation
+from kerasswa.batchnorm import _inputs_of, _is_array_data, _shown, _update_bn, check_data
+from kerasswa.swa import SWA, _find_swa, averaging_factor
+
+
+# The attribute of the SWA optimizer where a finished `fit` leaves the training
+# values that the averages replaced, for the next `fit` to resume from. On the
+# optimizer rather than the callback, so that a new callback finds them too.
+_KEPT_TRAINING_VALUES = "_kerasswa_training_values"
+
+
+class SWACallback(keras.callbacks.Callback):
+    """Ends training with the averaged weights, batch norm included.
+
+    At the end of `fit` (or after epoch `finish_after_epoch`, which then
+    stops training) the callback assigns the SWA averages to the model and
+    makes its batch-norm statistics match them: recomputed with `update_bn`
+    over `bn_data`, or, with `average_non_trainable=True`, replaced by their
+    own averages over the snapshot steps (PyTorch's `use_buffers=True`).
+
+    Given `validation_data`, it also scores the averaged model at the end of
+    every epoch and logs the results with the prefix `val_swa_` (e.g.
+    `val_swa_loss`; NaN before the first snapshot). Training is not
+    disturbed: the training weights and statistics are put back afterwards.
+
+    With `start_epoch=e` the callback also decides when to average, as most
+    Keras users think of SWA ("average the last 10 of 150 epochs"): it takes
+    a snapshot (`SWA.take_snapshot()`) at the end of epochs `e`, `e + 1`,
+    ..., counted from 1 as the progress bar shows (with `initial_epoch`, as
+    `fit` numbers them). The optimizer must then take no automatic
+    snapshots: build it with `start_averaging=None`.
+
+    Several `fit` calls in a row continue one trajectory: when a later `fit`
+    with an `SWACallback` (this one or a new one) starts, the training
+    weights and statistics replaced at the end of the previous one are put
+    back (a copy of them is kept on the optimizer in between), and the
+    optimizer's averages carry on. So `fit(epochs=5)` twice ends where
+    `fit(epochs=10)` ends. A model saved in between holds the averaged
+    weights; a `fit` without the callback trains on from them.
+
+    Args:
+        bn_data: Inputs for `update_bn` (arrays, a `tf.data.Dataset`, a
+            `PyDataset`, an iterable of batches), usually the training
+            inputs. `None` leaves the statistics as they are.
+        bn_batch_size: Batch size for array `bn_data`. Defaults to 32.
+        bn_steps: Number of batches of `bn_data` to use; `None` for all.
+        validation_data: A tuple (or list) `(x, y)` or `(x, y,
+            sample_weight)` to score the averaged model on at each epoch
+            end; `None` to skip that.
+        validation_batch_size: Batch size for `validation_data`.
+        finish_after_epoch: Integer >= 1 or `None`: finish after this epoch
+            (counted from 1, as the progress bar shows) and stop training;
+            `None` finishes at the end of `fit`.
+        average_non_trainable: Boolean. Average the model's non-trainable
+            float variables (batch-norm statistics) at each snapshot, beside
+            the weights, instead of recomputing them. This reads the model
+            after every batch (use `steps_per_execution=1`), keeps one more
+            copy of those variables, and is not saved with the model.
+            Excludes `bn_data`.
+        verbose: 0 or 1: progress of the batch-norm refresh.
+        start_epoch: Integer >= 1 or `None`. Take a snapshot at the end of
+            this epoch and of every later one (needs an optimizer built with
+            `start_averaging=None`); `None` leaves the snapshots to the
+            optimizer.
+
+    Example:
+
+    >>> import numpy as np, keras
+    >>> from kerasswa import SWA, SWACallback
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8),
+    ...                          keras.layers.BatchNormalization(),
+    ...                          keras.layers.Dense(1)])
+    >>> model.compile(optimizer=SWA("sgd", start_averaging=8, average_period=2),
+    ...               loss="mse")
+    >>> x = np.random.rand(64, 4).astype("float32")
+    >>> y = x.sum(axis=1, keepdims=True)
+    >>> history = model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+    ...                     callbacks=[SWACallback(bn_data=x,
+    ...                                            validation_data=(x, y))])
+    >>> np.isnan(history.history["val_swa_loss"]).tolist()  # first snapshot in epoch 2
+    [True, False, False]
+    """
+
+    def __init__(
+        self,
+        bn_data: Any = None,
+        bn_batch_size: int = 32,
+        bn_steps: Optional[int] = None,
+        validation_data: Any = None,
+        validation_batch_size: Optional[int] = None,
+        finish_after_epoch: Optional[int] = None,
+        average_non_trainable: bool = False,
+        verbose: int = 0,
+        start_epoch: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        self.average_non_trainable = _validation.check_bool(
+            "average_non_trainable", average_non_trainable
+        )
+        if bn_data is not None and self.average_non_trainable:
+            raise ValueError(
+                "Give `bn_data` (recompute the batch-norm statistics) or "
+                "`average_non_trainable=True` (average them), not both."
+            )
+        if bn_data is not None:
+            check_data("bn_data", bn_data, finite=True)
+        if validation_data is not None:
+            _check_validation_data(validation_data)
+        self.bn_data = bn_data
+        self.bn_batch_size = _validation.check_count("bn_batch_size", bn_batch_size, minimum=1)
+        self.bn_steps = _validation.check_optional_count("bn_steps", bn_steps, minimum=1)
+        self.validation_data = validation_data
+        self.validation_batch_size = _validation.check_optional_count(
+            "validation_batch_size", validation_batch_size, minimum=1
+        )
+        self.finish_after_epoch = _validation.check_optional_count(
+            "finish_after_epoch", finish_after_epoch, minimum=1
+        )
+        self.start_epoch = _validation.check_optional_count("start_epoch", start_epoch, minimum=1)
+        self.verbose = _validation.check_verbose(verbose)
+        self._swa: Optional[SWA] = None
+        self._finished = False
+        self._non_trainable_averages: Optional[List[Any]] = None
+        self._non_trainable_count = 0
+        self._seen_snapshots = 0
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self._swa = _find_swa(model)
+        if self.start_epoch is not None and self._swa.start_averaging is not None:
+            raise ValueError(
+                f"SWACallback(start_epoch={self.start_epoch}) takes the "
+                "snapshots itself, but the optimizer also takes them from "
+                f"update {self._swa.start_averaging} on: build it with "
+                "`start_averaging=None` (manual snapshots), or drop "
+                "`start_epoch`."
+            )
+        self._check_data_fits(model)
+        kept = getattr(self._swa, _KEPT_TRAINING_VALUES, None)
+        if kept is not None:
+            for variable, value in zip(model.variables, kept):
+                variable.assign(value)
+            setattr(self._swa, _KEPT_TRAINING_VALUES, None)
+        self._finished = False
+        self._seen_snapshots = self._swa.snapshot_count
+
+    def _check_data_fits(self, model) -> None:
+        """Runs one row of array `bn_data` and `validation_data` through the
+        model in inference mode (nothing changes), so that inputs that do not
+        fit it are refused before training, not after the first epoch."""
+        checked = [("bn_data", _inputs_of(self.bn_data) if self.bn_data is not None else None)]
+        if self.validation_data is not None:
+            checked.append(("validation_data", self.validation_data[0]))
+        for argument, inputs in checked:
+            if inputs is None or not _is_array_data(inputs):
+                continue
+            try:
+                model(keras.tree.map_structure(lambda a: a[:1], inputs), training=False)
+            except Exception as error:
+                raise ValueError(
+                    f"`{argument}` does not fit model {model.name!r}: {error}"
+                ) from error
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.average_non_trainable or self._finished:
+            return
+        self._average_non_trainable_if_new_snapshot()
+
+    def _average_non_trainable_if_new_snapshot(self) -> None:
+        """Averages the non-trainable variables in, by the optimizer's rule,
+        when a snapshot was taken since the last call."""
+        model = self.model  # On JAX, this brings the variables up to date.
+        count = self._swa.snapshot_count
+        if count == self._seen_snapshots:
+            return
+        if count - self._seen_snapshots > 1:
+            warnings.warn(
+                "SWACallback saw several snapshots in one batch (is "
+                "`steps_per_execution` > 1?): the non-trainable averages only "
+                "include the state at batch ends.",
+                stacklevel=3,
+            )
+        self._seen_snapshots = count
+        current = [_kernels.read(v) for v in _averaged_non_trainable(model)]
+        if self._non_trainable_averages is None:
+            self._non_trainable_averages = [ops.copy(value) for value in current]
+        else:
+            self._non_trainable_averages = [
+                _kernels.blended(
+                    average,
+                    value,
+                    averaging_factor(self._swa.averaging, self._non_trainable_count, value.dtype),
+                )
+                for average, value in zip(self._non_trainable_averages, current)
+            ]
+        self._non_trainable_count += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.start_epoch is not None and epoch + 1 >= self.start_epoch and not self._finished:
+            self._swa.take_snapshot()
+            if self.average_non_trainable:
+                self._average_non_trainable_if_new_snapshot()
+        if self.validation_data is not None and logs is not None:
+            logs.update(self._score_average(logs))
+        if self.finish_after_epoch is not None and epoch + 1 >= self.finish_after_epoch:
+            self._finish()
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if not self._finished:
+            self._finish()
+
+    def _score_average(self, logs: dict) -> dict:
+        model = self.model
+        x, y, *rest = self.validation_data
+        sample_weight = rest[0] if rest else None
+        if self._swa.snapshot_count == 0:
+            # The same keys every epoch, so that History's lists line up.
+            names = [name for name in logs if not name.startswith("val_")]
+            return {f"val_swa_{name}": math.nan for name in names}
+        with self._swa_state(model):
+            results = model.evaluate(
+                x,
+                y,
+                sample_weight=sample_weight,
+                batch_size=self.validation_batch_size,
+                verbose=0,
+                return_dict=True,
+            )
+        return {f"val_swa_{name}": float(value) for name, value in results.items()}
+
+    @contextlib.contextmanager
+    def _swa_state(self, model) -> Iterator[None]:
+        """The averaged weights and matching statistics inside; everything
+        as it was afterwards."""
+        non_trainable = model.non_trainable_variables
+        saved = [ops.copy(_kernels.read(v)) for v in non_trainable]
+        with self._swa.use_average_vars(model.trainable_variables):
+            try:
+                self._apply_average_statistics(model)
+                yield
+            finally:
+                for variable, value in zip(non_trainable, saved):
+                    variable.assign(value)
+
+    def _apply_average_statistics(self, model) -> None:
+        if self.average_non_trainable:
+            if self._non_trainable_averages is not None:
+                for variable, average in zip(
+                    _averaged_non_trainable(model), self._non_trainable_averages
+                ):
+                    variable.assign(ops.copy(average))
+        elif self.bn_data is not None:
+            _update_bn(
+                model,
+                self.bn_data,
+                batch_size=self.bn_batch_size,
+                steps=self.bn_steps,
+                verbose=self.verbose,
+                argument="bn_data",
+            )
+
+    def _finish(self) -> None:
+        self._finished = True
+        model = self.model
+        if self._swa.snapshot_count == 0:
+            if self._swa.start_averaging is None:
+                when = "the optimizer takes them only through `take_snapshot()`"
+            else:
+                when = f"the first comes at update {self._swa.start_averaging}"
+            warnings.warn(
+                "SWACallback kept the training weights: no snapshot was taken "
+                f"during training ({when}).",
+                stacklevel=2,
+            )
+            return
+        setattr(
+            self._swa,
+            _KEPT_TRAINING_VALUES,
+            [ops.copy(_kernels.read(v)) for v in model.variables],
+        )
+        self._swa.assign_average_vars(model.variables)
+        self._apply_average_statistics(model)
+
+
+def _check_validation_data(validation_data: Any) -> None:
+    """`(x, y)` or `(x, y, sample_weight)`: `x` data, `y` and
+    `sample_weight` arrays (or `None`), all of one length."""
+    refusal = TypeError(
+        "`validation_data` must be a tuple `(x, y)` or `(x, y, sample_weight)` "
+        "of arrays (x may be a list or dict of arrays). Received: "
+        f"validation_data={_shown(validation_data)} "
+        f"(of type {type(validation_data).__name__})"
+    )
+    if not (isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)):
+        raise refusal
+    try:
+        check_data("validation_data", validation_data[0])
+        for part in validation_data[1:]:
+            if part is not None:
+                check_data("validation_data", part)
+    except TypeError:
+        raise refusal from None
+    lengths = {
+        int(leaf.shape[0])
+        for part in validation_data
+        if part is not None and _is_array_data(part)
+        for leaf in keras.tree.flatten(part)
+    }
+    if len(lengths) > 1:
+        raise ValueError(
+            "`validation_data`: x, y (and sample_weight) must have the same "
+            f"number of samples. Received lengths {sorted(lengths)}"
+        )
+
+
+def _averaged_non_trainable(model) -> list:
+    return [
+        v
+        for v in model.non_trainable_variables
+        if keras.backend.is_float_dtype(v.dtype)
+    ]
