@@ -235,7 +235,8 @@ bench: install-python $(BENCH_STAMP)
 
 # The documentation site: pkgdown (Debian's) builds docs/ from README.md, man/,
 # vignettes/articles/ and _pkgdown.yml, running every example and article with
-# the package in $(RLIB) and Python in $(VENV). Nothing is fetched at build or
+# the package in $(RLIB) and Python in $(VENV) (the Python chunks import kerasswa
+# from python/, as a reader would after `pip install kerasswa`). Nothing is fetched at build or
 # view time: pkgdown/templates/head.html loads local copies of what pkgdown's
 # template takes from CDNs, copied here from Debian's and R's installed files
 # into $(SITE_BUILD)/assets/vendor/ (pkgdown copies that folder into the site).
@@ -276,7 +277,7 @@ $(SITE_STAMP): $(SITE_SOURCES) $(PY_STAMP) $(R_STAMP) | install-site-deps
 	@Rscript pkgdown/favicons.R
 	@KERAS_BACKEND=tensorflow $(PY_SRC) pkgdown/python_api.py $(PYTHON_API_RMD) \
 		2>$(SITE_BUILD)/python-api.log || { cat $(SITE_BUILD)/python-api.log; exit 1; }
-	@KERAS_BACKEND=tensorflow Rscript pkgdown/build_site.R >$(SITE_BUILD)/pkgdown.log 2>&1 \
+	@KERAS_BACKEND=tensorflow PYTHONPATH=$(abspath python) Rscript pkgdown/build_site.R >$(SITE_BUILD)/pkgdown.log 2>&1 \
 		|| { cat $(SITE_BUILD)/pkgdown.log; exit 1; }
 	@$(PY) pkgdown/check_site.py $(SITE_DIR)
 	@touch $@
