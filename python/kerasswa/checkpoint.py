@@ -202,9 +202,12 @@ class SWAModelCheckpoint(keras.callbacks.ModelCheckpoint):
         return model
 
     def _save_model(self, epoch, batch, logs):
+        # Keras's `model` property first: on JAX it puts the training state
+        # back into the variables, which are empty in the middle of an epoch.
+        model = super().model
         if self._swa is None:
             # Saving outside `fit` (a direct call): find the optimizer now.
-            self._swa = _find_swa(super().model, user="SWAModelCheckpoint")
+            self._swa = _find_swa(model, user="SWAModelCheckpoint")
         if self._swa.snapshot_count == 0:
             # Before `ModelCheckpoint` looks at `monitor`: a value seen now
             # must not become the best that a later average has to beat.
