@@ -12,7 +12,7 @@ from keras import ops
 
 from kerasswa import _kernels, _validation
 from kerasswa.batchnorm import _inputs_of, _is_array_data, _shown, _update_bn, check_data
-from kerasswa.swa import SWA, _find_swa, averaging_factor
+from kerasswa.swa import SWA, _find_swa, _restored, averaging_factor
 
 
 # The attribute of the SWA optimizer where a finished `fit` leaves the training
@@ -245,15 +245,11 @@ class SWACallback(keras.callbacks.Callback):
     def _swa_state(self, model) -> Iterator[None]:
         """The averaged weights and matching statistics inside; everything
         as it was afterwards."""
-        non_trainable = model.non_trainable_variables
-        saved = [ops.copy(_kernels.read(v)) for v in non_trainable]
-        with self._swa.use_average_vars(model.trainable_variables):
-            try:
-                self._apply_average_statistics(model)
-                yield
-            finally:
-                for variable, value in zip(non_trainable, saved):
-                    variable.assign(value)
+        with _restored(model.non_trainable_variables), self._swa.use_average_vars(
+            model.trainable_variables
+        ):
+            self._apply_average_statistics(model)
+            yield
 
     def _apply_average_statistics(self, model) -> None:
         if self.average_non_trainable:

@@ -11,12 +11,11 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 import keras
 import numpy as np
-from keras import ops
 from keras.src.utils import io_utils
 
-from kerasswa import _kernels, _validation
+from kerasswa import _validation
 from kerasswa.batchnorm import _update_bn, batch_norm_layers, check_data
-from kerasswa.swa import SWA, _find_swa
+from kerasswa.swa import SWA, _find_swa, _restored
 
 # The prefix under which `SWACallback` logs the scores of the averaged model.
 _SWA_METRIC_PREFIX = "val_swa_"
@@ -253,24 +252,16 @@ class SWAModelCheckpoint(keras.callbacks.ModelCheckpoint):
         rather than swapped with them, so that the optimizer variables the
         file also holds keep the averages and the file loads consistent.
         """
-        swa = self._swa
         trainable = model.trainable_variables
-        non_trainable = model.non_trainable_variables if self._refresh_statistics else []
-        kept = None
-        if not self.update_weights:
-            kept = [ops.copy(_kernels.read(v)) for v in trainable + non_trainable]
-        try:
-            swa.assign_average_vars(trainable)
+        changed = trainable + (model.non_trainable_variables if self._refresh_statistics else [])
+        with contextlib.nullcontext() if self.update_weights else _restored(changed):
+            self._swa.assign_average_vars(trainable)
             if self._refresh_statistics:
                 _update_bn(
                     model, self.bn_data, batch_size=self.bn_batch_size, steps=None,
                     verbose=0, argument="bn_data",
                 )
             yield
-        finally:
-            if kept is not None:
-                for variable, value in zip(trainable + non_trainable, kept):
-                    variable.assign(value)
 
     def _warn_no_average(self, filepath) -> None:
         if self._warned_no_average:

@@ -874,6 +874,18 @@ def _as_var_list(var_list) -> list:
     return items
 
 
+@contextlib.contextmanager
+def _restored(variables) -> Iterator[None]:
+    """The variables' values as they were before the block, even on error."""
+    variables = list(variables)
+    saved = [ops.copy(_kernels.read(v)) for v in variables]
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+
+
 def _is_sparse(grad) -> bool:
     return type(grad).__name__ in ("IndexedSlices", "SparseTensor", "BCOO")
 

@@ -13,7 +13,7 @@ from keras import ops
 
 from kerasswa import _kernels, _validation
 from kerasswa.batchnorm import _update_bn, check_data
-from kerasswa.swa import SWA, OptimizerLike, _as_var_list, _find_swa
+from kerasswa.swa import SWA, OptimizerLike, _as_var_list, _find_swa, _restored
 
 SeedLike = Union[None, int, keras.random.SeedGenerator]
 
@@ -411,18 +411,6 @@ def swag_predict(
             )
             progress.update(sample + 1)
     return keras.tree.map_structure(lambda t: (t / num_samples).astype("float32"), total)
-
-
-@contextlib.contextmanager
-def _restored(variables) -> Iterator[None]:
-    """The variables' values as they were before the block, even on error."""
-    variables = list(variables)
-    saved = [ops.copy(_kernels.read(v)) for v in variables]
-    try:
-        yield
-    finally:
-        for variable, value in zip(variables, saved):
-            variable.assign(value)
 
 
 def _seed_generator(seed: SeedLike) -> keras.random.SeedGenerator:
