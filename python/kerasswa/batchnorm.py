@@ -72,9 +72,13 @@ def update_bn(
     return _update_bn(model, data, batch_size, steps, verbose, argument="data")
 
 
-def _update_bn(model, data, batch_size, steps, verbose, argument) -> keras.Model:
+def _update_bn(
+    model, data, batch_size, steps, verbose, argument, data_checked=False
+) -> keras.Model:
     """`update_bn`, its messages naming the caller's `argument` for `data`
-    (`bn_data` for `SWACallback` and `swag_predict`)."""
+    (`bn_data` for `SWACallback`, `SWAModelCheckpoint` and `swag_predict`).
+    `data_checked`: the caller has run `check_data(argument, data,
+    finite=True)` already (once, rather than before every pass)."""
     if not isinstance(model, keras.Model):
         raise TypeError(
             "`model` must be a Keras model. "
@@ -83,7 +87,8 @@ def _update_bn(model, data, batch_size, steps, verbose, argument) -> keras.Model
     batch_size = _validation.check_count("batch_size", batch_size, minimum=1)
     steps = _validation.check_optional_count("steps", steps, minimum=1)
     verbose = _validation.check_verbose(verbose)
-    check_data(argument, data, finite=True)
+    if not data_checked:
+        check_data(argument, data, finite=True)
     if not model.built:
         raise ValueError(
             "`update_bn` needs a built model: call it on data, build it, or "

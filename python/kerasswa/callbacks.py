@@ -266,6 +266,7 @@ class SWACallback(keras.callbacks.Callback):
                 steps=self.bn_steps,
                 verbose=self.verbose,
                 argument="bn_data",
+                data_checked=True,  # at construction
             )
 
     def _finish(self) -> None:

@@ -259,7 +259,7 @@ class SWAModelCheckpoint(keras.callbacks.ModelCheckpoint):
             if self._refresh_statistics:
                 _update_bn(
                     model, self.bn_data, batch_size=self.bn_batch_size, steps=None,
-                    verbose=0, argument="bn_data",
+                    verbose=0, argument="bn_data", data_checked=True,
                 )
             yield
 

@@ -394,7 +394,9 @@ def swag_predict(
                 model.trainable_variables, scale=scale, seed=generator, covariance=covariance
             )
             if bn_data is not None:
-                _update_bn(model, bn_data, bn_batch_size, None, 0, argument="bn_data")
+                _update_bn(
+                    model, bn_data, bn_batch_size, None, 0, argument="bn_data", data_checked=True
+                )
             try:
                 predicted = model.predict(x, batch_size=batch_size, verbose=0)
             except (TypeError, ValueError) as error:
