@@ -67,7 +67,11 @@ R_BUILD_SOURCES := $(wildcard .Rbuildignore DESCRIPTION NAMESPACE LICENSE NEWS.m
 R_TEST_DIR := testthat::test_dir("tests/testthat", package = "kerasswa", load_package = "installed", stop_on_failure = TRUE, reporter = testthat::ProgressReporter$$new(show_praise = FALSE))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help demo test bench test-python test-r check-r docs install-python install-r-deps install-r \
+# The Keras backends the Python tests run on, one target each.
+BACKENDS := tensorflow jax torch
+PYTHON_TESTS := $(addprefix test-python-,$(BACKENDS))
+
+.PHONY: help demo test test-parts bench test-python $(PYTHON_TESTS) test-r test-r-tensorflow test-r-jax check-r docs install-python install-r-deps install-r \
 	python-copy dist fuzz \
 	site site-test install-site-deps
 
@@ -111,13 +115,27 @@ $(R_STAMP): $(R_PKG_FILES) | install-r-deps
 		|| { cat $(RLIB)/install.log; exit 1; }
 	@touch $@
 
-test-python: install-python
-	@for backend in tensorflow jax torch; do \
-		echo "=== pytest, KERAS_BACKEND=$$backend ==="; \
-		KERAS_BACKEND=$$backend $(PY) -m pytest -q -p no:cacheprovider -n 2 --doctest-modules python/kerasswa tests/python || exit 1; \
-	done
+# pytest once per backend, each with PYTEST_WORKERS processes (pytest-xdist)
+# and its own temporary folder (the three may run at the same time).
+PYTEST_WORKERS ?= 2
 
-test: test-python test-r check-r site-test
+test-python: $(PYTHON_TESTS)
+
+$(PYTHON_TESTS): test-python-%: install-python
+	@echo "=== pytest, KERAS_BACKEND=$* ==="
+	@KERAS_BACKEND=$* $(PY) -m pytest -q -p no:cacheprovider --basetemp=$(abspath .cache)/pytest-$* \
+		$(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) --doctest-modules python/kerasswa tests/python
+
+# Every test, its parts side by side: on this 2-core machine each testthat
+# pass, R CMD check and the site build is one busy R process, so running
+# TEST_JOBS parts at a time (pytest then with one worker per backend) keeps
+# both cores busy, and the R side's installs (downloads, mostly) overlap the
+# Python tests. Each part's output is printed whole when it ends.
+TEST_JOBS ?= 3
+test:
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target PYTEST_WORKERS=1 test-parts
+
+test-parts: test-python test-r check-r site-test
 
 # The Python set-ups of an R user that tests/testthat/test-python-setups.R tries
 # (a: RETICULATE_PYTHON, b: keras3's r-keras, c: nothing configured), made
@@ -136,15 +154,19 @@ $(R_KERAS_STAMP): | install-r-deps
 
 # testthat against the package installed in $(RLIB), on TensorFlow and on JAX.
 # The tests that need Python fail rather than skip when it is missing
-# (KERASSWA_REQUIRE_PYTHON); the set-up tests, which try both backends
-# themselves, and the argument sweep run in the first pass only.
-test-r: install-python install-r $(R_KERAS_STAMP)
+# (KERASSWA_REQUIRE_PYTHON); the argument sweep (KERASSWA_SWEEP) runs in both,
+# the set-up tests, which try both backends themselves, in the first only.
+test-r: test-r-tensorflow test-r-jax
+
+test-r-tensorflow: install-python install-r $(R_KERAS_STAMP)
 	@echo "=== testthat (R), KERAS_BACKEND=tensorflow, with the Python set-ups ==="
 	@KERAS_BACKEND=tensorflow KERASSWA_REQUIRE_PYTHON=true KERASSWA_SWEEP=true KERASSWA_SETUP_HOME=$(SETUP_HOME) \
 		KERASSWA_SETUP_PYTHON=$(abspath $(PY)) KERASSWA_SETUP_UV=$(abspath $(VENV))/bin/uv \
 		Rscript -e '$(R_TEST_DIR)'
+
+test-r-jax: install-python install-r
 	@echo "=== testthat (R), KERAS_BACKEND=jax ==="
-	@KERAS_BACKEND=jax KERASSWA_REQUIRE_PYTHON=true Rscript -e '$(R_TEST_DIR)'
+	@KERAS_BACKEND=jax KERASSWA_REQUIRE_PYTHON=true KERASSWA_SWEEP=true Rscript -e '$(R_TEST_DIR)'
 
 # The property-based tests with 30 examples per argument (make test runs 2),
 # on each backend; the counts (drawn / refused / worked per argument and value
