@@ -77,7 +77,7 @@ PYTHON_TESTS := $(addprefix test-python-,$(BACKENDS))
 
 help:
 	@echo "make demo   train a small model with SWA from R and compare it with plain SGD"
-	@echo "make test   run every Python test (TensorFlow, JAX, PyTorch backends) and R test"
+	@echo "make test   run every Python test (TensorFlow, JAX, PyTorch backends) and R test, R CMD check and the site test, four at a time"
 	@echo "make docs   regenerate man/ and NAMESPACE with roxygen2"
 	@echo "make bench  measure the cost and benefit of SWA; writes bench/RESULTS.md (about 15 minutes)"
 	@echo "make site   build the documentation site into docs/, offline, running every example"
@@ -131,11 +131,13 @@ $(PYTHON_TESTS): test-python-%: install-python
 # TEST_JOBS parts at a time (pytest then with one worker per backend) keeps
 # both cores busy, and the R side's installs (downloads, mostly) overlap the
 # Python tests. Each part's output is printed whole when it ends.
-TEST_JOBS ?= 3
+TEST_JOBS ?= 4
 test:
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target PYTEST_WORKERS=1 test-parts
 
-test-parts: test-python test-r check-r site-test
+# The longest parts first, so that none is left running alone at the end.
+test-parts: test-r-tensorflow test-python-tensorflow test-python-jax site-test \
+	test-python-torch test-r-jax check-r
 
 # The Python set-ups of an R user that tests/testthat/test-python-setups.R tries
 # (a: RETICULATE_PYTHON, b: keras3's r-keras, c: nothing configured), made

@@ -100,20 +100,24 @@ def test_multi_worker_mirrored_strategy_equals_single_device(tmp_path):
         _compare(tmp_path / "single.npz", tmp_path / f"worker{index}.npz")
 
 
+@pytest.fixture(scope="module")
+def jax_single(tmp_path_factory):
+    """The single-device JAX run both JAX tests compare with."""
+    output = tmp_path_factory.mktemp("jax-single") / "single.npz"
+    _finish(_run("jax_single", output))
+    return output
+
+
 @pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel runs on the JAX backend")
-def test_jax_data_parallel_equals_single_device(tmp_path):
-    single = _run("jax_single", tmp_path / "single.npz")
-    parallel = _run("jax_data_parallel", tmp_path / "parallel.npz")
-    _finish(single, parallel)
-    _compare(tmp_path / "single.npz", tmp_path / "parallel.npz")
+def test_jax_data_parallel_equals_single_device(jax_single, tmp_path):
+    _finish(_run("jax_data_parallel", tmp_path / "parallel.npz"))
+    _compare(jax_single, tmp_path / "parallel.npz")
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.ModelParallel runs on the JAX backend")
-def test_jax_model_parallel_shards_the_averages_like_their_weights(tmp_path):
-    single = _run("jax_single", tmp_path / "single.npz")
-    parallel = _run("jax_model_parallel", tmp_path / "parallel.npz")
-    _finish(single, parallel)
-    _compare(tmp_path / "single.npz", tmp_path / "parallel.npz")
+def test_jax_model_parallel_shards_the_averages_like_their_weights(jax_single, tmp_path):
+    _finish(_run("jax_model_parallel", tmp_path / "parallel.npz"))
+    _compare(jax_single, tmp_path / "parallel.npz")
     shardings = np.load(tmp_path / "parallel.npz")
     # The hidden kernel (4, 4) is split on its last axis; SWAG's deviations
     # (3, 4, 4) on their last axis too, with the rank axis whole.

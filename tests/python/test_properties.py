@@ -89,6 +89,7 @@ from kerasswa import (  # noqa: E402
     SWA,
     SWAG,
     SWACallback,
+    SWAModelCheckpoint,
     SWALearningRateSchedule,
     swag_predict,
     update_bn,
@@ -661,6 +662,80 @@ def test_swa_callback_argument(ctx, argument):
                 f"SWACallback({argument}={value!r}) was accepted, then failed: {error!r}"
             ) from error
         _count("SWACallback", argument, value_class, "worked")
+
+    check()
+
+
+# -- SWAModelCheckpoint ------------------------------------------------------------
+
+CHECKPOINT_ARGUMENTS = [
+    "filepath", "monitor", "verbose", "save_best_only", "save_weights_only", "mode",
+    "save_freq", "initial_value_threshold", "update_weights", "bn_data", "bn_batch_size",
+]
+CHECKPOINT_SPECIALS = {
+    "filepath": [
+        lambda: "avg-{epoch}.keras", lambda: "avg.keras", lambda: "avg-{epoch:02d}-{loss:.3f}.keras",
+        lambda: "avg.weights.h5", lambda: "avg", lambda: "sub/dir/avg-{epoch}.keras",
+        lambda: __import__("pathlib").Path("avg-{epoch}.keras"), lambda: b"avg.keras",
+    ],
+    "monitor": [lambda: "val_swa_loss", lambda: "val_loss", lambda: "accuracy"],
+    "bn_data": _data_specials(with_tuples=False),
+}
+
+
+def _check_written(folder, weights_only):
+    """Every file the checkpoint wrote loads and holds finite weights."""
+    written = sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in written:
+        if path.name.endswith(".keras"):
+            assert_finite(keras.models.load_model(path).get_weights(), f"the model in {path.name}")
+        elif path.name.endswith(".weights.h5") and weights_only:
+            model = keras.Sequential([
+                keras.Input((4,)), keras.layers.Dense(2), keras.layers.BatchNormalization(),
+                keras.layers.Dense(1),
+            ])
+            model.load_weights(path)
+            assert_finite(model.get_weights(), f"the weights in {path.name}")
+    return written
+
+
+@pytest.mark.parametrize("argument", CHECKPOINT_ARGUMENTS)
+def test_swa_model_checkpoint_argument(ctx, argument, tmp_path, monkeypatch):
+    # Relative paths land in a folder of this test's own.
+    monkeypatch.chdir(tmp_path)
+    attempt = iter(range(10**6))
+
+    @FUZZ
+    # Eager only, as for SWACallback: the checkpoint's code runs eagerly.
+    @given(drawn=values(CHECKPOINT_SPECIALS.get(argument, ())), mode=st.just("eager"))
+    def check(drawn, mode):
+        value_class, value = drawn
+        value = _build_value(value_class, value)
+        folder = tmp_path / f"attempt-{next(attempt)}"
+        folder.mkdir()
+        kwargs = {"filepath": str(folder / "avg-{epoch}.keras"), "monitor": "loss"}
+        if argument == "filepath" and isinstance(value, (str, bytes, os.PathLike)):
+            # Drawn paths are taken relative to this attempt's folder.
+            monkeypatch.chdir(folder)
+        kwargs[argument] = value
+        try:
+            with _quiet():
+                callback = SWAModelCheckpoint(**kwargs)
+        except Exception as error:  # noqa: BLE001
+            assert _accepted(error), f"SWAModelCheckpoint({argument}={value!r}) raised {error!r}"
+            assert_refusal_message(error, argument, value)
+            assert not any(folder.iterdir()), "a refused checkpoint wrote a file"
+            _count("SWAModelCheckpoint", argument, value_class, "refused")
+            return
+        optimizer = SWA(keras.optimizers.SGD(0.05), start_averaging=1, average_period=2)
+        try:
+            fit_save_load(ctx, optimizer, mode, model_name="bn", callbacks=[callback], epochs=2)
+            _check_written(folder, callback.save_weights_only)
+        except Exception as error:
+            raise AssertionError(
+                f"SWAModelCheckpoint({argument}={value!r}) was accepted, then failed: {error!r}"
+            ) from error
+        _count("SWAModelCheckpoint", argument, value_class, "worked")
 
     check()
 

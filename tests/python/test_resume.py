@@ -3,6 +3,7 @@ averaging phase, resumed, ends bit-identical to an uninterrupted run."""
 
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,13 +33,24 @@ def uninterrupted(tmp_path_factory):
     return np.load(workdir / "result.npz")
 
 
-@pytest.mark.parametrize("mode", ["backup", "checkpoint"])
-def test_killed_run_resumes_to_the_uninterrupted_result(mode, uninterrupted, tmp_path):
-    output = tmp_path / "result.npz"
-    # Killed after batch 4 of epoch 4 (update 28 of 48; snapshots from 12 on).
-    killed = _run(mode, tmp_path, output, 3, 4)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """One run with both BackupAndRestore and ModelCheckpoint, killed after
+    batch 4 of epoch 4 (update 28 of 48; snapshots from 12 on): what each
+    mode resumes from, in a copy of its own."""
+    workdir = tmp_path_factory.mktemp("killed")
+    output = workdir / "result.npz"
+    run = _run("both", workdir, output, 3, 4)
+    assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
     assert not output.exists()
+    assert (workdir / "backup").is_dir() and (workdir / "epoch-03.keras").is_file()
+    return workdir
+
+
+@pytest.mark.parametrize("mode", ["backup", "checkpoint"])
+def test_killed_run_resumes_to_the_uninterrupted_result(mode, uninterrupted, killed, tmp_path):
+    shutil.copytree(killed, tmp_path, dirs_exist_ok=True)
+    output = tmp_path / "result.npz"
     resumed = _run(mode, tmp_path, output)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 

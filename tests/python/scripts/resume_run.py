@@ -3,9 +3,10 @@
     python resume_run.py MODE WORKDIR OUTPUT [KILL_EPOCH KILL_BATCH]
 
 MODE is `uninterrupted` (the reference), `backup` (with
-keras.callbacks.BackupAndRestore in WORKDIR) or `checkpoint` (a `.keras` file
+keras.callbacks.BackupAndRestore in WORKDIR), `checkpoint` (a `.keras` file
 saved by ModelCheckpoint after every epoch, loaded with load_model on the
-next start). With KILL_EPOCH and KILL_BATCH (0-based), the process sends
+next start) or `both` (a fresh run that leaves both behind, for one killed
+run that each of the other two modes resumes). With KILL_EPOCH and KILL_BATCH (0-based), the process sends
 itself SIGKILL after that batch, the first time only (a marker file in WORKDIR
 remembers). The backend comes from KERAS_BACKEND.
 """
@@ -70,9 +71,11 @@ def main(mode, workdir, output, kill=None):
     initial_epoch = 0
     if mode == "uninterrupted":
         model = new_model()
-    elif mode == "backup":
+    elif mode in ("backup", "both"):
         model = new_model()
         callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")))
+    if mode == "both":
+        callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(workdir, "epoch-{epoch:02d}.keras")))
     elif mode == "checkpoint":
         saved = sorted(glob.glob(os.path.join(workdir, "epoch-*.keras")))
         if saved:
@@ -81,7 +84,7 @@ def main(mode, workdir, output, kill=None):
         else:
             model = new_model()
         callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(workdir, "epoch-{epoch:02d}.keras")))
-    else:
+    elif mode not in ("uninterrupted", "backup"):
         raise SystemExit(f"unknown mode {mode!r}")
     if kill is not None:
         callbacks.append(KillOnce(*kill, marker=os.path.join(workdir, "killed")))
