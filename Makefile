@@ -64,14 +64,16 @@ R_STAMP := $(RLIB)/.kerasswa-installed
 R_CHECK_DIR := .Rcheck
 R_BUILD_SOURCES := $(wildcard .Rbuildignore DESCRIPTION NAMESPACE LICENSE NEWS.md \
 	R man demo inst data vignettes tests)
-R_TEST_DIR := testthat::test_dir("tests/testthat", package = "kerasswa", load_package = "installed", stop_on_failure = TRUE, reporter = testthat::ProgressReporter$$new(show_praise = FALSE))
+# testthat on the files of tests/testthat, all of them or those $(1) selects.
+R_TEST_DIR = testthat::test_dir("tests/testthat", package = "kerasswa", load_package = "installed", stop_on_failure = TRUE, reporter = testthat::ProgressReporter$$new(show_praise = FALSE)$(if $(1),$(comma) $(1)))
+comma := ,
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # The Keras backends the Python tests run on, one target each.
 BACKENDS := tensorflow jax torch
 PYTHON_TESTS := $(addprefix test-python-,$(BACKENDS))
 
-.PHONY: help demo test test-parts bench test-python $(PYTHON_TESTS) test-r test-r-tensorflow test-r-jax check-r docs install-python install-r-deps install-r \
+.PHONY: help demo test test-parts bench test-python $(PYTHON_TESTS) test-r test-r-tensorflow test-r-jax test-r-setups check-r docs install-python install-r-deps install-r \
 	python-copy dist fuzz \
 	site site-test install-site-deps
 
@@ -135,9 +137,6 @@ TEST_JOBS ?= 4
 test:
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target PYTEST_WORKERS=1 test-parts
 
-# The longest parts first, so that none is left running alone at the end.
-test-parts: test-r-tensorflow test-python-tensorflow test-python-jax site-test \
-	test-python-torch test-r-jax check-r
 
 # The Python set-ups of an R user that tests/testthat/test-python-setups.R tries
 # (a: RETICULATE_PYTHON, b: keras3's r-keras, c: nothing configured), made
@@ -156,15 +155,22 @@ $(R_KERAS_STAMP): | install-r-deps
 
 # testthat against the package installed in $(RLIB), on TensorFlow and on JAX.
 # The tests that need Python fail rather than skip when it is missing
-# (KERASSWA_REQUIRE_PYTHON); the argument sweep (KERASSWA_SWEEP) runs in both,
-# the set-up tests, which try both backends themselves, in the first only.
-test-r: test-r-tensorflow test-r-jax
+# (KERASSWA_REQUIRE_PYTHON); the argument sweep (KERASSWA_SWEEP) runs in both.
+# The set-up tests, which try both backends themselves, are a part of their
+# own: only they wait for keras3::install_keras().
+SETUP_TESTS := filter = "python-setups"
+test-r: test-r-tensorflow test-r-jax test-r-setups
 
-test-r-tensorflow: install-python install-r $(R_KERAS_STAMP)
-	@echo "=== testthat (R), KERAS_BACKEND=tensorflow, with the Python set-ups ==="
-	@KERAS_BACKEND=tensorflow KERASSWA_REQUIRE_PYTHON=true KERASSWA_SWEEP=true KERASSWA_SETUP_HOME=$(SETUP_HOME) \
+test-r-tensorflow: install-python install-r
+	@echo "=== testthat (R), KERAS_BACKEND=tensorflow ==="
+	@KERAS_BACKEND=tensorflow KERASSWA_REQUIRE_PYTHON=true KERASSWA_SWEEP=true \
+		Rscript -e '$(call R_TEST_DIR,$(SETUP_TESTS)$(comma) invert = TRUE)'
+
+test-r-setups: install-python install-r $(R_KERAS_STAMP)
+	@echo "=== testthat (R), the Python set-ups of an R user ==="
+	@KERAS_BACKEND=tensorflow KERASSWA_REQUIRE_PYTHON=true KERASSWA_SETUP_HOME=$(SETUP_HOME) \
 		KERASSWA_SETUP_PYTHON=$(abspath $(PY)) KERASSWA_SETUP_UV=$(abspath $(VENV))/bin/uv \
-		Rscript -e '$(R_TEST_DIR)'
+		Rscript -e '$(call R_TEST_DIR,$(SETUP_TESTS))'
 
 test-r-jax: install-python install-r
 	@echo "=== testthat (R), KERAS_BACKEND=jax ==="
@@ -311,3 +317,10 @@ $(SITE_STAMP): $(SITE_SOURCES) $(PY_STAMP) $(R_STAMP) | install-site-deps
 site-test: $(SITE_STAMP) install-site-deps
 	@echo "=== site test (headless Chromium) ==="
 	@timeout --kill-after=10 300 $(PY) pkgdown/site_test.py $(SITE_DIR) $(SITE_BUILD)/screenshots
+
+# The parts of `make test`, defined last because they name the stamps above:
+# what the parts need first (make starts whatever is ready, in this order),
+# then the longest parts first, so that none is left running alone at the end.
+test-parts: install-python install-r install-site-deps $(SITE_PY_STAMP) $(R_KERAS_STAMP) \
+	test-r-tensorflow test-python-tensorflow test-python-jax site-test test-r-setups \
+	test-python-torch test-r-jax check-r

@@ -95,8 +95,12 @@ expect_trained_with_swa <- function(output, backend) {
 }
 
 # Environment variables that would point reticulate somewhere else.
+# And PYTHONDONTWRITEBYTECODE, which `make test` sets for its own sources: an
+# environment that uv made has no compiled modules, and without it each start
+# compiles Keras and TensorFlow anew (7 s).
 PYTHON_SETTINGS <- c("RETICULATE_PYTHON", "RETICULATE_PYTHON_ENV",
-                     "VIRTUAL_ENV", "PYTHONPATH", "KERAS_BACKEND")
+                     "VIRTUAL_ENV", "PYTHONPATH", "KERAS_BACKEND",
+                     "PYTHONDONTWRITEBYTECODE")
 
 test_that("(a) RETICULATE_PYTHON names a Python with Keras but no kerasswa", {
   home <- setup_home()
