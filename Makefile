@@ -200,17 +200,19 @@ R_BUILD = rm -rf $(1) && mkdir -p $(1)/kerasswa && \
 # R CMD check of the built tarball: 0 errors, 0 warnings, 0 notes, or it fails
 # (R CMD check itself exits 0 on a WARNING or a NOTE). An empty local
 # repository stands in for CRAN, whose index the check would otherwise try to
-# download. --no-tests: test-r has just run the same tests against the
-# package installed from the same sources.
+# download. --no-tests --no-examples: test-r runs the same tests, and every
+# example (tests/testthat/test-examples.R), on TensorFlow and on JAX against
+# the package installed from the same sources, and the site runs the
+# examples once more.
 check-r: install-python install-r
 	@echo "=== R CMD build ==="
 	@$(call R_BUILD,$(R_CHECK_DIR))
 	@mkdir -p $(R_CHECK_DIR)/cran/src/contrib && touch $(R_CHECK_DIR)/cran/src/contrib/PACKAGES
 	@echo 'options(repos = c(CRAN = "file://$(abspath $(R_CHECK_DIR))/cran"))' >$(R_CHECK_DIR)/Rprofile
-	@echo "=== R CMD check --no-manual --no-tests ==="
+	@echo "=== R CMD check --no-manual --no-tests --no-examples ==="
 	@cd $(R_CHECK_DIR) && KERAS_BACKEND=tensorflow \
 		R_PROFILE_USER=$(abspath $(R_CHECK_DIR))/Rprofile _R_CHECK_SYSTEM_CLOCK_=false \
-		R CMD check --no-manual --no-tests kerasswa_*.tar.gz
+		R CMD check --no-manual --no-tests --no-examples kerasswa_*.tar.gz
 	@if ! grep -qE '^Status: OK' $(R_CHECK_DIR)/kerasswa.Rcheck/00check.log; then \
 		echo "R CMD check found an ERROR, a WARNING or a NOTE: see $(R_CHECK_DIR)/kerasswa.Rcheck/00check.log" >&2; \
 		exit 1; \

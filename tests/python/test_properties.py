@@ -282,6 +282,12 @@ def _accepted(error):
     return isinstance(error, (TypeError, ValueError))
 
 
+def failed_later(target, argument, value, error) -> AssertionError:
+    """The failure of the property: a value accepted at construction that
+    failed afterwards (raise it `from error`)."""
+    return AssertionError(f"{target}({argument}={value!r}) was accepted, then failed: {error!r}")
+
+
 @contextlib.contextmanager
 def _quiet():
     with warnings.catch_warnings():
@@ -654,13 +660,9 @@ def test_swa_callback_argument(ctx, argument):
                                  "the model")
                 _count("SWACallback", argument, value_class, "refused")
                 return
-            raise AssertionError(
-                f"SWACallback({argument}={value!r}) was accepted, then failed: {error!r}"
-            ) from error
+            raise failed_later("SWACallback", argument, value, error) from error
         except Exception as error:
-            raise AssertionError(
-                f"SWACallback({argument}={value!r}) was accepted, then failed: {error!r}"
-            ) from error
+            raise failed_later("SWACallback", argument, value, error) from error
         _count("SWACallback", argument, value_class, "worked")
 
     check()
@@ -699,6 +701,22 @@ def _check_written(folder, weights_only):
     return written
 
 
+def keras_checkpoint_fails(ctx, monitor, folder, error) -> bool:
+    """Whether Keras's ModelCheckpoint, with this `monitor`, fails the same
+    fit with the same message (naming `monitor` and its value)."""
+    try:
+        model = ctx.bn
+        model.set_weights(ctx.bn_init)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mae")
+        checkpoint = keras.callbacks.ModelCheckpoint(str(folder / "keras-{epoch}.keras"), monitor=monitor)
+        with _quiet():
+            model.fit(ctx.x, ctx.y, batch_size=2, epochs=1, verbose=0, callbacks=[checkpoint])
+    except ValueError as keras_error:
+        ours = str(error).replace("SWAModelCheckpoint", "ModelCheckpoint")
+        return str(keras_error) == ours and f"monitor={monitor}" in ours
+    return False
+
+
 @pytest.mark.parametrize("argument", CHECKPOINT_ARGUMENTS)
 def test_swa_model_checkpoint_argument(ctx, argument, tmp_path, monkeypatch):
     # Relative paths land in a folder of this test's own.
@@ -731,10 +749,16 @@ def test_swa_model_checkpoint_argument(ctx, argument, tmp_path, monkeypatch):
         try:
             fit_save_load(ctx, optimizer, mode, model_name="bn", callbacks=[callback], epochs=2)
             _check_written(folder, callback.save_weights_only)
+        except ValueError as error:
+            # A `monitor` whose direction `mode="auto"` cannot tell: known only
+            # once the model's metrics are, and Keras's own ModelCheckpoint
+            # accepts it and fails at the first save just the same.
+            if argument == "monitor" and keras_checkpoint_fails(ctx, value, folder, error):
+                _count("SWAModelCheckpoint", argument, value_class, "worked", keras_fails=True)
+                return
+            raise failed_later("SWAModelCheckpoint", argument, value, error) from error
         except Exception as error:
-            raise AssertionError(
-                f"SWAModelCheckpoint({argument}={value!r}) was accepted, then failed: {error!r}"
-            ) from error
+            raise failed_later("SWAModelCheckpoint", argument, value, error) from error
         _count("SWAModelCheckpoint", argument, value_class, "worked")
 
     check()

@@ -114,7 +114,7 @@ def _state_from(snapshots, max_rank):
 
 
 def test_sample_covariance_matches_the_paper_over_many_seeds():
-    """The mean and covariance of 2000 joint samples against
+    """The mean and covariance of 1000 joint samples against
     `scale * (diag(max(s - m**2, clamp)) + D^T D / (K - 1))` worked out in
     NumPy from the snapshots, for both variables together (the low-rank part
     couples them)."""
@@ -129,16 +129,19 @@ def test_sample_covariance_matches_the_paper_over_many_seeds():
     )
     generator = keras.random.SeedGenerator(2024)
     samples = []
-    for _ in range(2000):
+    # 1000 draws: the bounds below are then about 0.22 of each entry's
+    # scale. The exact formula, 1/sqrt(K - 1) included, is pinned with the
+    # same draws by test_swag_reference.py; this checks the distribution.
+    for _ in range(1000):
         optimizer.sample_vars([first, second], scale=scale, seed=generator)
         samples.append(np.concatenate([to_numpy(first), to_numpy(second)]))
     samples = np.asarray(samples, "float64")
     sd = np.sqrt(np.diag(expected_covariance))
     # Standard errors of the sample mean and covariance: sd / sqrt(n) and
     # about sd_i * sd_j * sqrt(2 / n); 5 of them is a loose but real bound.
-    np.testing.assert_allclose(samples.mean(axis=0), mean, atol=float(5 * sd.max() / np.sqrt(2000)))
+    np.testing.assert_allclose(samples.mean(axis=0), mean, atol=float(5 * sd.max() / np.sqrt(1000)))
     error = np.abs(np.cov(samples.T) - expected_covariance)
-    assert (error < 5 * np.outer(sd, sd) * np.sqrt(2 / 2000) + 1e-6).all(), error
+    assert (error < 5 * np.outer(sd, sd) * np.sqrt(2 / 1000) + 1e-6).all(), error
     # The cross-covariance between the two variables is not zero: one z2.
     assert np.abs(expected_covariance[:3, 3:]).max() > 0.05
 
