@@ -137,7 +137,6 @@ TEST_JOBS ?= 4
 test:
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target PYTEST_WORKERS=1 test-parts
 
-
 # The Python set-ups of an R user that tests/testthat/test-python-setups.R tries
 # (a: RETICULATE_PYTHON, b: keras3's r-keras, c: nothing configured), made
 # under a project-local folder: (b) with keras3::install_keras() (a few
