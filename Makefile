@@ -322,6 +322,6 @@ site-test: $(SITE_STAMP) install-site-deps
 # The parts of `make test`, defined last because they name the stamps above:
 # what the parts need first (make starts whatever is ready, in this order),
 # then the longest parts first, so that none is left running alone at the end.
-test-parts: install-python install-r install-site-deps $(SITE_PY_STAMP) $(R_KERAS_STAMP) \
+test-parts: install-python install-r install-site-deps $(R_KERAS_STAMP) \
 	test-r-tensorflow test-python-tensorflow test-python-jax site-test test-r-setups \
 	test-python-torch test-r-jax check-r

@@ -6,9 +6,9 @@ MODE is `uninterrupted` (the reference), `backup` (with
 keras.callbacks.BackupAndRestore in WORKDIR), `checkpoint` (a `.keras` file
 saved by ModelCheckpoint after every epoch, loaded with load_model on the
 next start) or `both` (a fresh run that leaves both behind, for one killed
-run that each of the other two modes resumes). With KILL_EPOCH and KILL_BATCH (0-based), the process sends
-itself SIGKILL after that batch, the first time only (a marker file in WORKDIR
-remembers). The backend comes from KERAS_BACKEND.
+run that each of the other two modes resumes). With KILL_EPOCH and
+KILL_BATCH (0-based), the process sends itself SIGKILL after that batch, the
+first time only (a marker file in WORKDIR remembers). The backend comes from KERAS_BACKEND.
 """
 
 import glob
@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from kerasswa import SWA  # noqa: E402
 
+MODES = ("uninterrupted", "backup", "checkpoint", "both")
 EPOCHS = 6  # of 8 updates each: 48 updates, snapshots at 12, 15, ..., 45
 
 
@@ -67,25 +68,19 @@ def new_model():
 
 def main(mode, workdir, output, kill=None):
     x, y = data()
-    callbacks = []
-    initial_epoch = 0
-    if mode == "uninterrupted":
-        model = new_model()
-    elif mode in ("backup", "both"):
-        model = new_model()
-        callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")))
-    if mode == "both":
-        callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(workdir, "epoch-{epoch:02d}.keras")))
-    elif mode == "checkpoint":
-        saved = sorted(glob.glob(os.path.join(workdir, "epoch-*.keras")))
-        if saved:
-            model = keras.models.load_model(saved[-1])  # safe mode, no custom_objects
-            initial_epoch = int(saved[-1][-8:-6])
-        else:
-            model = new_model()
-        callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(workdir, "epoch-{epoch:02d}.keras")))
-    elif mode not in ("uninterrupted", "backup"):
+    if mode not in MODES:
         raise SystemExit(f"unknown mode {mode!r}")
+    saved = sorted(glob.glob(os.path.join(workdir, "epoch-*.keras"))) if mode == "checkpoint" else []
+    if saved:
+        model = keras.models.load_model(saved[-1])  # safe mode, no custom_objects
+        initial_epoch = int(saved[-1][-8:-6])
+    else:
+        model, initial_epoch = new_model(), 0
+    callbacks = []
+    if mode in ("backup", "both"):
+        callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")))
+    if mode in ("checkpoint", "both"):
+        callbacks.append(keras.callbacks.ModelCheckpoint(os.path.join(workdir, "epoch-{epoch:02d}.keras")))
     if kill is not None:
         callbacks.append(KillOnce(*kill, marker=os.path.join(workdir, "killed")))
 
