@@ -141,13 +141,17 @@ test:
 # (a: RETICULATE_PYTHON, b: keras3's r-keras, c: nothing configured), made
 # under a project-local folder: (b) with keras3::install_keras() (a few
 # minutes, once), (c) by reticulate with the uv installed into $(VENV).
+# PIP_COMPILE=false: pip leaves r-keras without byte code (compiling its 2 GB
+# takes 25 s of CPU, most of it for modules the one test there never
+# imports); that test's Python writes the byte code of what it imports
+# (PIP_NO_COMPILE=1 would mean the opposite: pip reads it as compile = 1).
 SETUP_HOME := $(abspath .cache)
 R_KERAS_STAMP := $(SETUP_HOME)/virtualenvs/r-keras/.made-by-install-keras
 
 $(R_KERAS_STAMP): | install-r-deps
 	@echo "Creating r-keras with keras3::install_keras() in $(SETUP_HOME)/virtualenvs (a few minutes, once) ..."
 	@mkdir -p $(SETUP_HOME)/virtualenvs
-	@cd $(SETUP_HOME) && env -u RETICULATE_PYTHON WORKON_HOME=$(SETUP_HOME)/virtualenvs \
+	@cd $(SETUP_HOME) && env -u RETICULATE_PYTHON WORKON_HOME=$(SETUP_HOME)/virtualenvs PIP_COMPILE=false \
 		Rscript -e 'keras3::install_keras(backend = "tensorflow", gpu = FALSE, restart_session = FALSE)' \
 		>$(SETUP_HOME)/install-keras.log 2>&1 || { tail -40 $(SETUP_HOME)/install-keras.log; exit 1; }
 	@touch $@
