@@ -6,7 +6,9 @@ element-wise passes and, on PyTorch, a full copy for the assignment (Keras's
 torch `assign` is a `copy_`). Here each backend gets the fewest passes it
 allows, as Keras's own torch optimizers do with `torch._foreach_*`:
 
-- PyTorch: one fused multi-tensor `torch._foreach_lerp_`, in place.
+- PyTorch: one fused multi-tensor `torch._foreach_lerp_`, in place (SWAG's
+  mean of squares: `_foreach_mul_` and `_foreach_addcmul_`; its deviation
+  rows written in place by `torch.sub(..., out=row)`).
 - TensorFlow: the difference, then `ResourceApplyGradientDescent`, which
   updates the variable in place in one pass (2 kernels instead of 4).
 - JAX, and TensorFlow under `tf.distribute`: the `keras.ops` reference,
@@ -18,7 +20,8 @@ tests compare the fused kernels against.
 The rounding: `avg - f * (avg - w)` (TensorFlow's kernel) is bit for bit the
 reference `avg + f * (w - avg)`; `torch.lerp` computes
 `w - (w - avg) * (1 - f)` when `f >= 0.5`, which may differ from the
-reference by one unit in the last place.
+reference by one unit in the last place; SWAG's mean of squares on PyTorch,
+`m * (1 - f) + f * w * w`, by a few.
 """
 
 from __future__ import annotations
@@ -70,6 +73,29 @@ def blend_(targets: Sequence[keras.Variable], sources: Sequence, factors: Sequen
         target.assign(blended(target.value, read(source), factor))
 
 
+def blend_squares_(targets: Sequence[keras.Variable], sources: Sequence, factors: Sequence) -> None:
+    """`target += factor * (source ** 2 - target)` for each triple, in place
+    (SWAG's mean of squares).
+
+    On PyTorch, `target * (1 - factor) + factor * source * source` in two
+    fused multi-tensor passes, without the weight-sized temporary that the
+    square would be (allocating 64 MiB costs more than the passes: its pages
+    are new). The factors are read to the host, once per snapshot, as Keras's
+    own PyTorch optimizers read their learning rate.
+    """
+    if FUSED and keras.config.backend() == "torch":
+        import torch
+
+        scales = [float(factor) for factor in factors]
+        values = [_torch_tensor(source) for source in sources]
+        with torch.no_grad():
+            tensors = [target.value for target in targets]
+            torch._foreach_mul_(tensors, [1.0 - scale for scale in scales])
+            torch._foreach_addcmul_(tensors, values, values, scales)
+        return
+    blend_(targets, [ops.square(read(source)) for source in sources], factors)
+
+
 def blended(target, source, factor):
     """The reference `target + factor * (source - target)`, as a new tensor."""
     return ops.add(target, ops.multiply(ops.subtract(source, target), factor))
@@ -97,6 +123,18 @@ def write_row_(variable: keras.Variable, index, row) -> None:
         )
         return
     variable.assign(with_row(variable.value, index, row))
+
+
+def write_difference_row_(variable: keras.Variable, index, minuend, subtrahend) -> None:
+    """`variable[index] = minuend - subtrahend`, in place where the backend
+    allows (on PyTorch written straight into the row: no temporary)."""
+    if FUSED and keras.config.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            torch.sub(_torch_tensor(minuend), _torch_tensor(subtrahend), out=variable.value[int(index)])
+        return
+    write_row_(variable, index, ops.subtract(read(minuend), read(subtrahend)))
 
 
 def with_row(array, index, row):

@@ -415,7 +415,11 @@ class SWA(keras.optimizers.Optimizer):
             self.inner_optimizer.apply(grads, trainable_variables)
         if updated:
             self._iterations.assign(step + 1)
-            self._written_update_count = (_tensor_key(self._iterations.value), step + 1)
+            # Past Keras's attribute tracking (`Optimizer.__setattr__`), which
+            # would walk this tuple on every step: it holds no variable.
+            object.__setattr__(
+                self, "_written_update_count", (_tensor_key(self._iterations.value), step + 1)
+            )
 
     # -- snapshots -------------------------------------------------------
 
@@ -809,7 +813,7 @@ def _check_update(optimizer: SWA, grads: list, trainable_variables: list) -> Non
     optimizer._check_variables_are_known(trainable_variables)
     for grad, variable in zip(grads, trainable_variables):
         grad_shape = getattr(grad, "shape", None)
-        if grad is None or grad_shape is None or _is_sparse(grad):
+        if grad is None or grad_shape is None or grad_shape == variable.shape or _is_sparse(grad):
             continue
         known = [d for d in tuple(grad_shape) if d is not None]
         if len(known) == len(tuple(grad_shape)) and tuple(grad_shape) != tuple(variable.shape):

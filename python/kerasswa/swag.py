@@ -177,14 +177,14 @@ class SWAG(SWA):
     def _update_moments_in_place(self, weights, factors, count) -> None:
         second, deviations = self._moment_state()
         values = [_kernels.read(w) for w in weights]
-        _kernels.blend_(second, [ops.square(value) for value in values], factors)
+        _kernels.blend_squares_(second, values, factors)
         if not deviations:
             return
         slot = ops.mod(ops.convert_to_tensor(count), self.max_rank)
         _, averages = self._averaged_weights()
         for ring, value, average in zip(deviations, values, averages):
             # The averages were updated in place: this is the new mean.
-            _kernels.write_row_(ring, slot, ops.subtract(value, average.value))
+            _kernels.write_difference_row_(ring, slot, value, average)
 
     # -- sampling ------------------------------------------------------------
 
