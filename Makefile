@@ -81,7 +81,7 @@ help:
 	@echo "make demo   train a small model with SWA from R and compare it with plain SGD"
 	@echo "make test   run every Python test (TensorFlow, JAX, PyTorch backends) and R test, R CMD check and the site test, four at a time"
 	@echo "make docs   regenerate man/ and NAMESPACE with roxygen2"
-	@echo "make bench  measure the cost and benefit of SWA; writes bench/RESULTS.md (about 15 minutes)"
+	@echo "make bench  measure the cost and benefit of SWA; writes bench/RESULTS.md (about 20 minutes)"
 	@echo "make site   build the documentation site into docs/, offline, running every example"
 	@echo "make site-test  open the site in headless Chromium and check every page renders"
 	@echo "make fuzz   the property-based tests with 30 examples per argument, on every backend (about 12 minutes)"
@@ -259,10 +259,10 @@ $(BENCH_STAMP): requirements/bench.txt $(PY_STAMP)
 # Each benchmark writes bench/results/*.json; report.py turns them into
 # bench/RESULTS.md and its plots.
 bench: install-python $(BENCH_STAMP)
-	@for backend in tensorflow jax torch; do \
-		echo "=== bench/overhead.py, KERAS_BACKEND=$$backend ==="; \
-		KERAS_BACKEND=$$backend $(PY_SRC) bench/overhead.py || exit 1; \
-	done
+	@for backend in tensorflow jax torch; do for script in overhead snapshot; do \
+		echo "=== bench/$$script.py, KERAS_BACKEND=$$backend ==="; \
+		KERAS_BACKEND=$$backend $(PY_SRC) bench/$$script.py || exit 1; \
+	done; done
 	@echo "=== bench/kernel_profile.py ===" && KERAS_BACKEND=tensorflow $(PY_SRC) bench/kernel_profile.py
 	@echo "=== bench/memory.py ===" && KERAS_BACKEND=tensorflow $(PY_SRC) bench/memory.py
 	@echo "=== bench/quality.py (JAX: SWAG sampling is 7x faster there) ===" && KERAS_BACKEND=jax $(PY_SRC) bench/quality.py
