@@ -6,20 +6,23 @@ noisy epoch times.
    average back: 12 bytes per float32 parameter, the least any implementation
    can move (Keras's EMA moves the same per step). SWAG also reads and writes
    its mean of squares (8 bytes more) and, with `max_rank` > 0, writes one
-   deviation row after reading the new average (8 more). The weights of the
-   `wide-16M` model of overhead.py (a 4096x4096 Dense, 16.8M parameters) are
-   snapshotted eagerly with `take_snapshot()`, through the backend kernels of
-   `kerasswa._kernels` ("fused") and through the `keras.ops` reference
-   (`_kernels.FUSED = False`, what kerasswa did before), side by side in one
-   run, and compared with SGD's own update of the same weights and with the
-   memory bound: those bytes over the machine's copy bandwidth, measured here
-   with NumPy.
+   deviation row after reading the new average (8 more). `take_snapshot()`
+   runs on the weights of overhead.py's `wide-16M` model (a 4096x4096 Dense,
+   16.8M parameters) the way `fit` runs it: eagerly on PyTorch, as graph
+   kernels (the same as eager ones) and under XLA on TensorFlow, under
+   `jax.jit` with the state donated on JAX. Each variant runs through the
+   backend kernels of `kerasswa._kernels` ("fused") and through the
+   `keras.ops` reference (`_kernels.FUSED = False`, what kerasswa did
+   before), side by side, against SGD's own update of the same weights and
+   against the memory bound: those bytes over the bandwidth of NumPy's
+   `a += b`, measured in the same process.
 2. Per-step cost between snapshots, where Python runs every step (PyTorch
    eager and JAX with `jit_compile=False`): during `fit` on each model of
    overhead.py, the time spent in `SWA.apply` outside the inner optimizer's
    `apply` (wall time, and CPU time of the calling thread), with snapshots
-   turned off (`start_averaging` past the end), over the bare SGD step. (Under `tf.function` and `jit` that work is in the
-   compiled step: bench/kernel_profile.py reads it for TensorFlow.)
+   turned off (`start_averaging` past the end), over the bare SGD step.
+   Under `tf.function` and `jit` that work is in the compiled step:
+   bench/kernel_profile.py reads it for TensorFlow.
 
 Writes results/snapshot-<backend>.json.
 
@@ -42,7 +45,7 @@ import overhead
 from kerasswa import SWA, SWAG, _kernels
 
 FLOAT_BYTES = 4
-# Bytes a snapshot must move per parameter, by variant: (reads + writes) x 4.
+# Each variant, and the reads plus writes per parameter a snapshot of it must make.
 VARIANTS = {
     "SWA mean": (lambda: SWA(keras.optimizers.SGD(0.01), start_averaging=None), 3),
     "SWA EMA": (lambda: SWA(keras.optimizers.SGD(0.01), start_averaging=None, averaging=0.99), 3),
