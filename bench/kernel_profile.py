@@ -9,7 +9,9 @@ difference of two noisy totals.
 For each model and `jit_compile` setting, every variant is built in a fresh
 Keras session (so that op names match across variants), warmed up, and one
 epoch is traced with `tf.profiler`. The kernels of a variant whose names the
-bare inner optimizer's trace lacks are the ones it added: the averaging. The
+bare inner optimizer's trace lacks are the ones it added: the averaging
+(under XLA, whose fusion numbers change from program to program, the extra
+runs per step of each kind of kernel, see `added_by_kind`). The
 table gives their time per step and `1 + added / bare kernel time`, the
 ratio of kernel time per step. It bounds the step-time ratio from above, as
 the step also spends time outside kernels (Python, the input pipeline) that
@@ -45,14 +47,43 @@ def same_in_every_session(name: str) -> str:
     return "/".join([re.sub(r"_\d+$", "", scope) for scope in scopes] + [op])
 
 
-def kernel_times(logdir: pathlib.Path, steps: int) -> dict:
-    """Milliseconds per step of each kernel name in a trace."""
+def xla_kind(name: str) -> str:
+    """The kind of an XLA kernel (`multiply_subtract_fusion.3` ->
+    `multiply_subtract_fusion`). XLA numbers the fusions of each program
+    anew, so the same SGD update may carry another number once SWA's kernels
+    are in the program: under XLA only kinds compare across variants."""
+    return re.sub(r"\.\d+$", "", name)
+
+
+def added_by_kind(times: dict, counts: dict, bare_times: dict, bare_counts: dict) -> dict:
+    """Under XLA: for each kernel kind that runs more often per step than in
+    the bare run, the extra runs at the variant's mean time per run of that
+    kind (a renumbered kernel that runs as often adds nothing)."""
+    def by_kind(values):
+        grouped = collections.Counter()
+        for name, value in values.items():
+            grouped[xla_kind(name)] += value
+        return grouped
+
+    times, counts = by_kind(times), by_kind(counts)
+    bare_counts = by_kind(bare_counts)
+    added = {}
+    for kind, count in counts.items():
+        extra = count - bare_counts.get(kind, 0.0)
+        if extra > 1e-9:
+            added[kind] = extra * times[kind] / count
+    return added
+
+
+def kernel_times(logdir: pathlib.Path, steps: int) -> tuple:
+    """Milliseconds per step of each kernel name in a trace, and how many
+    times per step each ran."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     space = xplane_pb2.XSpace()
     (path,) = logdir.glob("**/*.xplane.pb")
     space.ParseFromString(path.read_bytes())
-    times = collections.Counter()
+    times, counts = collections.Counter(), collections.Counter()
     for plane in space.planes:
         for line in plane.lines:
             # Kernels run on TensorFlow's compute and Eigen threads.
@@ -62,10 +93,11 @@ def kernel_times(logdir: pathlib.Path, steps: int) -> dict:
                 name = plane.event_metadata[event.metadata_id].name
                 if not NOT_KERNELS.search(name):
                     times[same_in_every_session(name)] += event.duration_ps / 1e9 / steps
-    return times
+                    counts[same_in_every_session(name)] += 1 / steps
+    return times, counts
 
 
-def trace(spec: dict, variant: str, jit_compile: bool, x, y, steps: int) -> dict:
+def trace(spec: dict, variant: str, jit_compile: bool, x, y, steps: int) -> tuple:
     import tensorflow as tf
 
     keras.backend.clear_session()
@@ -90,9 +122,12 @@ def main():
         x, y = overhead.random_data(spec, arguments.steps, rng)
         for jit_compile in (True, False):
             traces = {variant: trace(spec, variant, jit_compile, x, y, arguments.steps) for variant in VARIANTS}
-            bare = traces["SGD"]
-            for variant, times in traces.items():
-                added = {name: ms for name, ms in times.items() if name not in bare}
+            bare, bare_counts = traces["SGD"]
+            for variant, (times, counts) in traces.items():
+                if jit_compile:
+                    added = added_by_kind(times, counts, bare, bare_counts)
+                else:
+                    added = {name: ms for name, ms in times.items() if name not in bare}
                 results.append(
                     dict(
                         model=model_name, jit_compile=jit_compile, variant=variant,

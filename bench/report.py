@@ -119,22 +119,22 @@ def profile_section(profile, before):
         ))
     lines += ["", "### Targets, from the profiler (TensorFlow, kernel-time ratios)", ""]
     lines.append(
-        "A snapshot costs one pass over the weights and their averages: one fused kernel under XLA, three ops "
-        "without (subtract, divide, add), about what SGD's own update of those weights costs, and what Keras's "
+        "A snapshot costs one pass over the weights and their averages: one fused kernel under XLA, two "
+        "kernels without (the difference, then `ResourceApplyGradientDescent` in place; three `keras.ops` "
+        "before), about what SGD's own update of those weights costs, and what Keras's "
         "EMA pays on every step. Averaging every `k` steps adds a `k`-th of that to each step. The second column "
         "is that cost in bare SGD steps (measured with `k` = 1, so it includes any fixed cost per step): where it "
         f"exceeds 0.1, an average updated in its own pass cannot stay within {TARGET_PERIODIC} at `k` = 10, and "
         "`k` must be at least a hundred times that column."
     )
     lines.append(
-        " Under XLA (`jit_compile=True`) the kernels are fusions that XLA numbers anew in each program: with "
-        "the snapshot's kernel in the program, SGD's own update may carry another number than in the bare "
-        "run, and then counts as added (wide-16M: a `multiply_subtract_fusion` of about 4.5 ms on every step "
-        "at k=10 and k=100, the time of SGD's update, while the total kernel time stays at the bare run's). "
-        "The XLA rows of this table are therefore upper bounds; the step-time table above and the XLA rows "
-        "of the snapshot section measure SWA under XLA. The `copy` kernels that XLA's copy insertion adds "
-        "for the `cond` around the averaging (mlp-3M, the weights of every layer but the first) are still "
-        "there."
+        " Under XLA (`jit_compile=True`) the kernels are fusions that XLA numbers anew in each program (SGD's "
+        "own update may carry another number once the snapshot is in the program), so there a kernel counts "
+        "as added by its kind: the extra runs per step of each kind, at that kind's time per run. What is "
+        "left on every step under XLA is `copy` kernels: XLA's copy insertion copies weight matrices for "
+        "the `cond` around the averaging (mlp-3M: the weights of every layer but the first, about 0.5 ms "
+        "per step, 2% of the step; Keras's EMA, which has no `cond`, gets some too). They are SWA's fixed "
+        "cost under XLA; removing them needs a look at the HLO that has not been done."
     )
     lines += ["", common.table(
         ["model", "jit_compile", "one snapshot, in bare steps", "SWA k=10", f"<= {TARGET_PERIODIC}", "SWA k=100",
