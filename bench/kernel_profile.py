@@ -55,7 +55,7 @@ def xla_kind(name: str) -> str:
     return re.sub(r"\.\d+$", "", name)
 
 
-def added_by_kind(times: dict, counts: dict, bare_times: dict, bare_counts: dict) -> dict:
+def added_by_kind(times: dict, counts: dict, bare_counts: dict) -> dict:
     """Under XLA: for each kernel kind that runs more often per step than in
     the bare run, the extra runs at the variant's mean time per run of that
     kind (a renumbered kernel that runs as often adds nothing)."""
@@ -125,7 +125,7 @@ def main():
             bare, bare_counts = traces["SGD"]
             for variant, (times, counts) in traces.items():
                 if jit_compile:
-                    added = added_by_kind(times, counts, bare, bare_counts)
+                    added = added_by_kind(times, counts, bare_counts)
                 else:
                     added = {name: ms for name, ms in times.items() if name not in bare}
                 results.append(

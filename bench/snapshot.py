@@ -114,20 +114,14 @@ def compiled_snapshot(optimizer):
         import tensorflow as tf
 
         snapshot = tf.function(optimizer.take_snapshot, jit_compile=True, autograph=False)
-        return snapshot, lambda: optimizer._snapshot_state()
+        return snapshot, optimizer._snapshot_state
     import jax
 
-    state, weights = optimizer._snapshot_state(), optimizer._trainable_variables
-
-    def values(state_values, weight_values):
-        with keras.StatelessScope(state_mapping=list(zip(state, state_values)) + list(zip(weights, weight_values))):
-            return optimizer._snapshot_values()
-
-    jitted = jax.jit(values, donate_argnums=0)
-    current = [v.value for v in state]
+    jitted = jax.jit(optimizer._snapshot_values_of, donate_argnums=0)
+    current = [v.value for v in optimizer._snapshot_state()]
 
     def snapshot():
-        current[:] = jitted(list(current), [w.value for w in weights])
+        current[:] = jitted(list(current), [w.value for w in optimizer._trainable_variables])
 
     return snapshot, lambda: current
 
@@ -173,8 +167,13 @@ def snapshot_costs(backend: str, reps: int, bandwidth: float) -> list:
             sgd_seconds = timed(lambda: sgd.apply(gradients, weights), lambda: weights, reps)
         else:
             sgd_seconds = timed(*compiled_sgd(sgd, gradients, weights), reps)
-        rows.append(dict(mode=mode, variant="SGD update (reference)", kernels="", seconds=sgd_seconds,
-                         bytes=3 * FLOAT_BYTES * parameters))
+
+        def row(variant, kernels, seconds, words):
+            bound = words * FLOAT_BYTES * parameters / bandwidth
+            return dict(mode=mode, variant=variant, kernels=kernels, seconds=seconds, bound_seconds=bound,
+                        over_bound=seconds / bound, in_sgd_updates=seconds / sgd_seconds)
+
+        rows.append(row("SGD update (reference)", "", sgd_seconds, 3))
         # On JAX every snapshot is the keras.ops reference, fused by XLA.
         for name, (make, words) in VARIANTS.items():
             for fused in ([True] if backend == "jax" else [False, True]):
@@ -185,18 +184,10 @@ def snapshot_costs(backend: str, reps: int, bandwidth: float) -> list:
                     seconds = timed(optimizer.take_snapshot, optimizer._snapshot_state, reps)
                 else:
                     seconds = timed(*compiled_snapshot(optimizer), reps)
-                rows.append(dict(
-                    mode=mode, variant=name, kernels="XLA" if backend == "jax" else ("fused" if fused else "keras.ops"),
-                    seconds=seconds, bytes=words * FLOAT_BYTES * parameters,
-                ))
+                kernels = "XLA" if backend == "jax" else ("fused" if fused else "keras.ops")
+                rows.append(row(name, kernels, seconds, words))
                 del optimizer
         _kernels.FUSED = True
-        for row in rows:
-            if row["mode"] == mode:
-                row["in_sgd_updates"] = row["seconds"] / sgd_seconds
-    for row in rows:
-        row["bound_seconds"] = row["bytes"] / bandwidth
-        row["over_bound"] = row["seconds"] / row["bound_seconds"]
     return rows
 
 

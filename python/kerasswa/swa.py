@@ -516,17 +516,17 @@ class SWA(keras.optimizers.Optimizer):
         if self._jitted_snapshot_values is None:
             import jax
 
-            state = self._snapshot_state()
-
-            def values(state_values, weight_values):
-                mapping = list(zip(state, state_values)) + list(
-                    zip(self._trainable_variables, weight_values)
-                )
-                with keras.StatelessScope(state_mapping=mapping):
-                    return self._snapshot_values()
-
-            self._jitted_snapshot_values = jax.jit(values)
+            self._jitted_snapshot_values = jax.jit(self._snapshot_values_of)
         return self._jitted_snapshot_values
+
+    def _snapshot_values_of(self, state_values: list, weight_values: list) -> list:
+        """`_snapshot_values` as a pure function of the values of
+        `_snapshot_state()` and of the trainable variables (for `jax.jit`)."""
+        mapping = list(zip(self._snapshot_state(), state_values)) + list(
+            zip(self._trainable_variables, weight_values)
+        )
+        with keras.StatelessScope(state_mapping=mapping):
+            return self._snapshot_values()
 
     def _snapshot_state(self) -> list:
         """The variables a snapshot writes, in the order of
