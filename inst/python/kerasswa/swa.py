@@ -468,7 +468,8 @@ class SWA(keras.optimizers.Optimizer):
             )
         elif in_stateless_scope() or keras.config.backend() == "jax":
             # Under JAX tracing a branch must not assign: both branches
-            # return values, assigned after the `cond`.
+            # return values, assigned after the `cond`. (XLA gives this
+            # conditional no copies: JAX donates the state.)
             state = self._snapshot_state()
             values = keras_backend.cond(
                 take,
@@ -482,12 +483,31 @@ class SWA(keras.optimizers.Optimizer):
 
     def _cross_replica_snapshot_if(self, strategy, take):
         # Every replica computed the same decision from the same counter.
-        self._snapshot_in_graph_if(strategy.experimental_local_results(take)[0])
+        take = strategy.experimental_local_results(take)[0]
+        keras_backend.cond(take, self._take_snapshot_in_place, lambda: None)
 
     def _snapshot_in_graph_if(self, take):
-        # A TensorFlow graph: stateful branches, so that steps without a
-        # snapshot touch no average.
-        keras_backend.cond(take, self._take_snapshot_in_place, lambda: None)
+        """A snapshot if `take`, in a TensorFlow graph (or under XLA), where
+        a step without one touches no average.
+
+        A loop of zero or one trip rather than a `cond`: XLA gives a
+        conditional's result buffers of its own, so the branch without a
+        snapshot would copy every average on every step (8 bytes a parameter,
+        seen in the optimized HLO), where a loop updates its state in place
+        (tests/python/test_kernels.py counts the copies).
+        """
+        import tensorflow as tf
+
+        # Plain Python, as a `cond` branch is: not rewritten by AutoGraph.
+        @tf.autograph.experimental.do_not_convert
+        def snapshot(trip):
+            self._take_snapshot_in_place()
+            return (trip + 1,)
+
+        trips = tf.cast(take, "int32")
+        tf.while_loop(
+            lambda trip: trip < trips, snapshot, (tf.constant(0),), maximum_iterations=1
+        )
 
     def _take_snapshot_in_place(self) -> None:
         """One snapshot, written into the optimizer's variables."""

@@ -1,0 +1,91 @@
+"""What a compiled training step holds.
+
+Under XLA a step without a snapshot copies no weight-sized buffer: the
+optimized HLO is read and every `copy` of a float array is counted (on
+TensorFlow a `cond` around the snapshot used to copy every average on every
+step, 8 bytes a parameter; a loop of zero or one trip does not). Under
+AutoGraph, as in a custom training step decorated with `tf.function`, every
+method of the optimizer converts without a warning."""
+
+import logging
+import re
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND
+
+from kerasswa import SWA, SWAG
+
+SHAPES = [(64, 32), (32,), (32, 8)]
+
+OPTIMIZERS = {
+    # The control: Keras's own SGD copies nothing either.
+    "SGD": lambda: keras.optimizers.SGD(0.1),
+    "SWA": lambda: SWA(keras.optimizers.SGD(0.1), average_period=100),
+    "SWA moving average": lambda: SWA(keras.optimizers.SGD(0.1), average_period=100, averaging=0.9),
+    "SWAG": lambda: SWAG(keras.optimizers.SGD(0.1), average_period=100, max_rank=3),
+}
+
+# A copy whose result is a float array (scalars, such as counters, aside).
+ARRAY_COPY = re.compile(r"= f32\[\d[\d,]*\]\S* copy\(")
+
+
+def _built(name):
+    weights = [keras.Variable(np.ones(shape, "float32")) for shape in SHAPES]
+    optimizer = OPTIMIZERS[name]()
+    optimizer.build(weights)
+    grads = [np.full(shape, 0.1, "float32") for shape in SHAPES]
+    return optimizer, weights, grads
+
+
+def _optimized_hlo(optimizer, weights, grads) -> str:
+    if BACKEND == "jax":
+        import jax
+
+        # As Keras's JAX trainer runs it: the state donated, and returned in
+        # the order it came in (so that each buffer can be reused in place).
+        step = jax.jit(
+            lambda trainable, state, g: optimizer.stateless_apply(state, g, trainable),
+            donate_argnums=(0, 1),
+        )
+        lowered = step.lower([w.value for w in weights], [v.value for v in optimizer.variables], grads)
+        return lowered.compile().as_text()
+    import tensorflow as tf
+
+    step = tf.function(lambda g: optimizer.apply(g, weights), jit_compile=True)
+    return step.experimental_get_compiler_ir([tf.constant(g) for g in grads])(stage="optimized_hlo")
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="XLA compiles the step on TensorFlow and JAX")
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_a_step_under_xla_copies_no_weight_sized_buffer(name):
+    text = _optimized_hlo(*_built(name))
+    assert "f32[64,32]" in text  # the step was compiled with its weights
+    copies = [line.strip() for line in text.splitlines() if ARRAY_COPY.search(line)]
+    assert copies == []
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="AutoGraph is TensorFlow's")
+@pytest.mark.parametrize("name", ["SWA", "SWAG"])
+def test_autograph_converts_every_method(name):
+    import tensorflow as tf
+
+    optimizer, weights, grads = _built(name)
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        # A custom training step: AutoGraph converts what it calls.
+        @tf.function
+        def step(g):
+            optimizer.apply(g, weights)
+
+        step([tf.constant(g) for g in grads])
+    finally:
+        logger.removeHandler(handler)
+    assert [m for m in messages if "AutoGraph" in m] == []
+    assert optimizer.snapshot_count == 1
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(optimizer.average_variables[0]), 0.99)
