@@ -10,8 +10,8 @@ For each model and `jit_compile` setting, every variant is built in a fresh
 Keras session (so that op names match across variants), warmed up, and one
 epoch is traced with `tf.profiler`. The kernels of a variant whose names the
 bare inner optimizer's trace lacks are the ones it added: the averaging
-(under XLA, whose fusion numbers change from program to program, the extra
-runs per step of each kind of kernel, see `added_by_kind`). The
+(under XLA, whose fusion numbers change from program to program, the runs
+of each kind of kernel beyond the bare run's, see `added_by_kind`). The
 table gives their time per step and `1 + added / bare kernel time`, the
 ratio of kernel time per step. It bounds the step-time ratio from above, as
 the step also spends time outside kernels (Python, the input pipeline) that
@@ -22,8 +22,10 @@ all variants share. Writes results/profile-tensorflow.json.
 
 import argparse
 import collections
+import itertools
 import pathlib
 import re
+import statistics
 import tempfile
 
 import common  # noqa: F401  (sets the environment first)
@@ -55,35 +57,66 @@ def xla_kind(name: str) -> str:
     return re.sub(r"\.\d+$", "", name)
 
 
-def added_by_kind(times: dict, counts: dict, bare_counts: dict) -> dict:
-    """Under XLA: for each kernel kind that runs more often per step than in
-    the bare run, the extra runs at the variant's mean time per run of that
-    kind (a renumbered kernel that runs as often adds nothing)."""
+def added_by_kind(durations: dict, bare_durations: dict, steps: int) -> dict:
+    """Under XLA: milliseconds per step added by each kernel kind that runs
+    more often than in the bare run. Each bare run of the kind is matched
+    with a run of the variant as close in duration as it can be (`leftover`);
+    the runs left over are the added ones. (A renumbered kernel that runs as
+    often adds nothing; a scalar copy added beside copies of weight matrices
+    counts as the microseconds it takes, not as an average copy.)"""
     def by_kind(values):
-        grouped = collections.Counter()
-        for name, value in values.items():
-            grouped[xla_kind(name)] += value
+        grouped = collections.defaultdict(list)
+        for name, runs in values.items():
+            grouped[xla_kind(name)] += runs
         return grouped
 
-    times, counts = by_kind(times), by_kind(counts)
-    bare_counts = by_kind(bare_counts)
+    bare = by_kind(bare_durations)
     added = {}
-    for kind, count in counts.items():
-        extra = count - bare_counts.get(kind, 0.0)
-        if extra > 1e-9:
-            added[kind] = extra * times[kind] / count
+    for kind, runs in by_kind(durations).items():
+        if len(runs) > len(bare.get(kind, [])):
+            added[kind] = leftover(bare.get(kind, []), runs) / steps
     return added
 
 
-def kernel_times(logdir: pathlib.Path, steps: int) -> tuple:
-    """Milliseconds per step of each kernel name in a trace, and how many
-    times per step each ran."""
+def leftover(bare: list, variant: list) -> float:
+    """The total duration of the runs of `variant` left unmatched when each
+    run of `bare` (no more of them) is matched with one of `variant`, so that
+    the matched durations differ by as little as possible in sum.
+
+    Sorted, an optimal matching never crosses, so a dynamic programme over
+    the two sorted lists finds it: `cost[j]` is the least total difference
+    with the first `i` bare runs matched among the first `j` variant runs,
+    and `left[j]` the duration left unmatched on that path."""
+    bare, variant = sorted(bare), sorted(variant)
+    inf = float("inf")
+    cost = [0.0] * (len(variant) + 1)
+    left = [0.0] + list(itertools.accumulate(variant))
+    for b in bare:
+        new_cost, new_left = [inf] * (len(variant) + 1), [0.0] * (len(variant) + 1)
+        for j, v in enumerate(variant, start=1):
+            skip = (new_cost[j - 1], new_left[j - 1] + v)
+            match = (cost[j - 1] + abs(v - b), left[j - 1])
+            new_cost[j], new_left[j] = min(skip, match)
+        cost, left = new_cost, new_left
+    return left[-1]
+
+
+def per_step(runs: list, steps: int) -> float:
+    """Milliseconds per step of one kernel: its median duration times its
+    runs per step (a run that the OS preempted would otherwise count for a
+    hundred runs of a scalar op)."""
+    return statistics.median(runs) * len(runs) / steps
+
+
+def kernel_times(logdir: pathlib.Path) -> dict:
+    """The duration in milliseconds of every run of each kernel in a trace,
+    by kernel name."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     space = xplane_pb2.XSpace()
     (path,) = logdir.glob("**/*.xplane.pb")
     space.ParseFromString(path.read_bytes())
-    times, counts = collections.Counter(), collections.Counter()
+    durations = collections.defaultdict(list)
     for plane in space.planes:
         for line in plane.lines:
             # Kernels run on TensorFlow's compute and Eigen threads.
@@ -92,12 +125,11 @@ def kernel_times(logdir: pathlib.Path, steps: int) -> tuple:
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name
                 if not NOT_KERNELS.search(name):
-                    times[same_in_every_session(name)] += event.duration_ps / 1e9 / steps
-                    counts[same_in_every_session(name)] += 1 / steps
-    return times, counts
+                    durations[same_in_every_session(name)].append(event.duration_ps / 1e9)
+    return durations
 
 
-def trace(spec: dict, variant: str, jit_compile: bool, x, y, steps: int) -> tuple:
+def trace(spec: dict, variant: str, jit_compile: bool, x, y) -> dict:
     import tensorflow as tf
 
     keras.backend.clear_session()
@@ -107,7 +139,7 @@ def trace(spec: dict, variant: str, jit_compile: bool, x, y, steps: int) -> tupl
         tf.profiler.experimental.start(logdir)
         model.fit(x, y, epochs=1, **overhead.fit_options(spec))
         tf.profiler.experimental.stop()
-        return kernel_times(pathlib.Path(logdir), steps)
+        return kernel_times(pathlib.Path(logdir))
 
 
 def main():
@@ -121,18 +153,20 @@ def main():
     for model_name, spec in overhead.MODELS.items():
         x, y = overhead.random_data(spec, arguments.steps, rng)
         for jit_compile in (True, False):
-            traces = {variant: trace(spec, variant, jit_compile, x, y, arguments.steps) for variant in VARIANTS}
-            bare, bare_counts = traces["SGD"]
-            for variant, (times, counts) in traces.items():
+            traces = {variant: trace(spec, variant, jit_compile, x, y) for variant in VARIANTS}
+            bare = traces["SGD"]
+            bare_ms = sum(map(sum, bare.values())) / arguments.steps
+            for variant, durations in traces.items():
                 if jit_compile:
-                    added = added_by_kind(times, counts, bare_counts)
+                    added = added_by_kind(durations, bare, arguments.steps)
                 else:
-                    added = {name: ms for name, ms in times.items() if name not in bare}
+                    added = {name: per_step(runs, arguments.steps) for name, runs in durations.items() if name not in bare}
                 results.append(
                     dict(
                         model=model_name, jit_compile=jit_compile, variant=variant,
-                        kernel_ms=sum(times.values()), added_ms=sum(added.values()),
-                        ratio=1 + sum(added.values()) / sum(bare.values()),
+                        kernel_ms=sum(map(sum, durations.values())) / arguments.steps,
+                        added_ms=sum(added.values()),
+                        ratio=1 + sum(added.values()) / bare_ms,
                         added=dict(collections.Counter(added).most_common(4)),
                     )
                 )
