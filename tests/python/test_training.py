@@ -178,3 +178,28 @@ def test_clipping_on_the_wrapper_reaches_the_inner_optimizer():
     first, second = one_step(clipvalue=0.5)
     np.testing.assert_allclose(first, [-0.5, -0.5], atol=1e-6)
     np.testing.assert_allclose(second, [-0.5], atol=1e-6)
+
+
+def test_counts_written_eagerly_go_on_across_blocks_resets_and_donated_buffers():
+    # On JAX the eager path writes the count from ready-made arrays, 1024 at
+    # a time: crossing a block, going back (a restored checkpoint) and an
+    # array freed by a jitted step that donated it must all count on.
+    weight = keras.Variable(np.zeros(3, "float32"))
+    optimizer = SWA(keras.optimizers.SGD(0.1), start_averaging=1020, average_period=5)
+    optimizer.build([weight])
+    grad = tensor(np.ones(3, "float32"))
+    for _ in range(1030):
+        optimizer.apply([grad], [weight])
+    assert (optimizer.update_count, optimizer.snapshot_count) == (1030, 2)  # t = 1020, 1025
+    if BACKEND == "jax":
+        import jax
+
+        written = optimizer._iterations.value
+        optimizer._iterations.assign(jax.jit(lambda count: count + 1, donate_argnums=0)(written))
+        assert written.is_deleted()
+    optimizer._iterations.assign(1029)
+    optimizer.apply([grad], [weight])  # count 1030 again: its array may be gone
+    assert optimizer.update_count == 1030
+    optimizer.apply([grad], [weight])  # t = 1030: a snapshot
+    assert (optimizer.update_count, optimizer.snapshot_count) == (1031, 3)
+    np.testing.assert_allclose(to_numpy(weight), -103.2, rtol=1e-5)

@@ -213,6 +213,7 @@ class SWA(keras.optimizers.Optimizer):
         # without reading the device (see `_known_update_count`).
         self._written_update_count = None
         self._jitted_snapshot_values = None
+        self._count_arrays = _CountArrays() if keras.config.backend() == "jax" else None
 
     def _check_arguments(self, **arguments: Any) -> None:
         """A hook for subclasses to refuse argument combinations before
@@ -414,7 +415,10 @@ class SWA(keras.optimizers.Optimizer):
                 self._take_snapshot_in_place()
             self.inner_optimizer.apply(grads, trainable_variables)
         if updated:
-            self._iterations.assign(step + 1)
+            if self._count_arrays is None:
+                self._iterations.assign(step + 1)
+            else:
+                self._iterations.assign(self._count_arrays.get(step + 1, self._iterations.value.dtype))
             # Past Keras's attribute tracking (`Optimizer.__setattr__`), which
             # would walk this tuple on every step: it holds no variable.
             object.__setattr__(
@@ -783,6 +787,39 @@ class SWA(keras.optimizers.Optimizer):
                 f"Cannot restore a kerasswa.{cls.__name__} optimizer from its "
                 f"saved config: {error}"
             ) from error
+
+
+class _CountArrays:
+    """JAX arrays of consecutive update counts, made a block at a time.
+
+    A count written as a Python int becomes a new device array, which costs
+    a step about 0.2 ms of CPU while XLA's threads hold the cores (JAX with
+    `jit_compile=False`, bench/snapshot.py): more than all the rest of
+    SWA's work on a step without a snapshot. Iterating over one array of the
+    next `BLOCK` counts makes them for a few microseconds each.
+    """
+
+    BLOCK = 1024
+
+    def __init__(self) -> None:
+        self._first = 0
+        self._arrays: list = []
+
+    def get(self, count: int, dtype):
+        """A JAX array of `dtype` that holds `count`."""
+        index = count - self._first
+        if not (
+            0 <= index < len(self._arrays)
+            and self._arrays[index].dtype == dtype
+            # A jitted step that donates the optimizer's state frees it.
+            and not self._arrays[index].is_deleted()
+        ):
+            import jax
+            import numpy as np
+
+            self._first, index = count, 0
+            self._arrays = list(jax.device_put(np.arange(count, count + self.BLOCK, dtype=dtype)))
+        return self._arrays[index]
 
 
 def averaging_factor(averaging: Union[str, float], count, dtype):
