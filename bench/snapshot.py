@@ -20,7 +20,9 @@ noisy epoch times.
    eager and JAX with `jit_compile=False`): during `fit` on each model of
    overhead.py, the time spent in `SWA.apply` outside the inner optimizer's
    `apply` (wall time, and CPU time of the calling thread), with snapshots
-   turned off (`start_averaging` past the end), over the bare SGD step.
+   turned off (`start_averaging` past the end), over the bare SGD step, and
+   the same for a wrapper that only forwards (its wall time is the thread
+   waiting for a core that the backend's threads hold).
    Under `tf.function` and `jit` that work is in the compiled step:
    bench/kernel_profile.py reads it for TensorFlow.
 
@@ -228,9 +230,20 @@ class ApplyTimer:
         target.apply = apply
 
 
+class Forwarding(SWA):
+    """An SWA that only forwards each update to the inner optimizer: what
+    `ApplyTimer` reads for a wrapper that does no work of its own (the wall
+    time a Python thread spends waiting for a core while the backend's
+    threads run the queued step)."""
+
+    def apply(self, grads, trainable_variables=None):
+        self.inner_optimizer.apply(grads, trainable_variables)
+
+
 def step_costs(backend: str, reps: int, steps: int) -> list:
     """The per-step work of SWA between snapshots where Python runs every
-    step, over the bare SGD step."""
+    step, over the bare SGD step, beside that of a wrapper that only
+    forwards."""
     jit_compile = False  # on PyTorch, eager; on JAX, `stateless_apply` op by op
     rows = []
     rng = np.random.default_rng(2)
@@ -240,27 +253,32 @@ def step_costs(backend: str, reps: int, steps: int) -> list:
         swa = overhead.build(
             spec, lambda: SWA(keras.optimizers.SGD(0.01), start_averaging=10**9, average_period=1), jit_compile
         )
-        timer = ApplyTimer(swa.optimizer)
+        forwarding = overhead.build(spec, lambda: Forwarding(keras.optimizers.SGD(0.01)), jit_compile)
+        timers = {model: ApplyTimer(model.optimizer) for model in (swa, forwarding)}
         options = overhead.fit_options(spec)
-        for model in (bare, swa):
+        for model in (bare, swa, forwarding):
             model.fit(x, y, epochs=1, **options)  # warm-up
-        bare_times, own = [], []
+        bare_times, own = [], {model: [] for model in timers}
         for _ in range(reps):
             epoch = overhead.EpochTimer()
             bare.fit(x, y, epochs=1, callbacks=[epoch], **options)
             bare_times.append(epoch.seconds[0] / steps)
-            timer.reset()
-            timer.active = True
-            swa.fit(x, y, epochs=1, **options)
-            timer.active = False
-            own.append(timer.own())
+            for model, timer in timers.items():
+                timer.reset()
+                timer.active = True
+                model.fit(x, y, epochs=1, **options)
+                timer.active = False
+                own[model].append(timer.own())
         bare_step = statistics.median(bare_times)
-        wall, cpu = (statistics.median(values) for values in zip(*own))
+        wall, cpu = (statistics.median(values) for values in zip(*own[swa]))
+        floor_wall, floor_cpu = (statistics.median(values) for values in zip(*own[forwarding]))
         rows.append(dict(
             backend=backend, model=model_name, jit_compile=jit_compile, bare_step_ms=bare_step * 1e3,
             swa_own_ms=wall * 1e3, swa_own_cpu_ms=cpu * 1e3, fraction=wall / bare_step, cpu_fraction=cpu / bare_step,
+            forwarding_ms=floor_wall * 1e3, forwarding_cpu_ms=floor_cpu * 1e3,
         ))
-        print(f"{backend} {model_name}: SWA's own work per step {wall * 1e3:.3f} ms wall, {cpu * 1e3:.3f} ms CPU, "
+        print(f"{backend} {model_name}: SWA's own work per step {wall * 1e3:.3f} ms wall, {cpu * 1e3:.3f} ms CPU "
+              f"(a forwarding wrapper: {floor_wall * 1e3:.3f} ms wall, {floor_cpu * 1e3:.3f} ms CPU), "
               f"over a {bare_step * 1e3:.2f} ms step", flush=True)
     return rows
 
