@@ -9,20 +9,24 @@ allows, as Keras's own torch optimizers do with `torch._foreach_*`:
 - PyTorch: one fused multi-tensor `torch._foreach_lerp_`, in place (SWAG's
   mean of squares: `_foreach_mul_` and `_foreach_addcmul_`; its deviation
   rows written in place by `torch.sub(..., out=row)`).
-- TensorFlow: the `keras.ops` rule in a function that XLA compiles
+- TensorFlow: the reference rule in a function that XLA compiles
   (`jit_compile=True`), even where the step itself runs TensorFlow's own
   kernels: XLA fuses it into one in-place pass over each variable, which
   TensorFlow's kernels cannot (each writes a new tensor; the fewest they
   allow, a difference then `ResourceApplyGradientDescent`, took 2.2 times
   as long on 16.8M parameters, and SWAG's mean of squares 2.7 times).
-- JAX, and TensorFlow under `tf.distribute`: the `keras.ops` reference,
-  which XLA fuses into one pass.
+- JAX: the `keras.ops` reference, which XLA fuses into one pass.
+- TensorFlow under `tf.distribute`: the `keras.ops` reference, as mirrored
+  variables take their updates through the strategy.
 
 `FUSED = False` turns every backend to the `keras.ops` reference, which the
 tests compare the fused kernels against.
 
-The rounding: XLA computes the reference `avg + f * (w - avg)` as written,
-bit for bit; `torch.lerp` computes
+The rounding: XLA on the CPU contracts `avg + f * (w - avg)` into a fused
+multiply-add, which rounds once, so TensorFlow's compiled functions may
+differ from the reference run by TensorFlow's own kernels by one unit in the
+last place (on JAX, and in a TensorFlow step that XLA compiles whole, both
+are compiled alike and agree bit for bit); `torch.lerp` computes
 `w - (w - avg) * (1 - f)` when `f >= 0.5`, which may differ from the
 reference by one unit in the last place; SWAG's mean of squares on PyTorch,
 `m * (1 - f) + f * w * w`, by a few.

@@ -498,7 +498,7 @@ class SWA(keras.optimizers.Optimizer):
         conditional's result buffers of its own, so the branch without a
         snapshot would copy every average on every step (8 bytes a parameter,
         seen in the optimized HLO), where a loop updates its state in place
-        (tests/python/test_kernels.py counts the copies).
+        (tests/python/test_compiled_step.py counts the copies).
         """
         import tensorflow as tf
 
