@@ -257,15 +257,19 @@ $(BENCH_STAMP): requirements/bench.txt $(PY_STAMP)
 	@touch $@
 
 # Each benchmark writes bench/results/*.json; report.py turns them into
-# bench/RESULTS.md and its plots.
+# bench/RESULTS.md and its plots. Each run prints how long it took. The
+# profiler reads TensorFlow's traces; quality.py runs on JAX, where SWAG's
+# sampling is 7 times faster.
+BENCH_RUNS := overhead:tensorflow snapshot:tensorflow overhead:jax snapshot:jax overhead:torch \
+	snapshot:torch kernel_profile:tensorflow memory:tensorflow quality:jax
+
 bench: install-python $(BENCH_STAMP)
-	@for backend in tensorflow jax torch; do for script in overhead snapshot; do \
+	@for run in $(BENCH_RUNS); do \
+		script=$${run%%:*}; backend=$${run#*:}; start=$$(date +%s); \
 		echo "=== bench/$$script.py, KERAS_BACKEND=$$backend ==="; \
 		KERAS_BACKEND=$$backend $(PY_SRC) bench/$$script.py || exit 1; \
-	done; done
-	@echo "=== bench/kernel_profile.py ===" && KERAS_BACKEND=tensorflow $(PY_SRC) bench/kernel_profile.py
-	@echo "=== bench/memory.py ===" && KERAS_BACKEND=tensorflow $(PY_SRC) bench/memory.py
-	@echo "=== bench/quality.py (JAX: SWAG sampling is 7x faster there) ===" && KERAS_BACKEND=jax $(PY_SRC) bench/quality.py
+		echo "=== bench/$$script.py, KERAS_BACKEND=$$backend: $$(( $$(date +%s) - start )) s"; \
+	done
 	@$(PY) bench/report.py
 
 # The documentation site: pkgdown (Debian's) builds docs/ from README.md, man/,

@@ -362,7 +362,7 @@ def main():
     lines = [
         "# kerasswa benchmarks",
         "",
-        "Made by `make bench` (about 15 minutes on 2 CPU cores); every number below comes from the JSON files in "
+        "Made by `make bench` (about 20 minutes on 2 CPU cores); every number below comes from the JSON files in "
         "`bench/results/`, written by `bench/overhead.py`, `bench/snapshot.py`, `bench/kernel_profile.py`, `bench/memory.py` and `bench/quality.py` and turned into "
         "this page by `bench/report.py`.",
         "",
