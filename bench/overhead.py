@@ -140,7 +140,7 @@ def measure(backend, jit_settings, reps, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--reps", type=int, default=6)
     parser.add_argument("--steps", type=int, default=10)
     arguments = parser.parse_args()
     backend = keras.config.backend()
