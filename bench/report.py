@@ -60,16 +60,13 @@ def overhead_section(runs, before):
             periodic, periodic_noise = result(worst)
             rare = max((k for k in by_variant if k.endswith(" k=100")), key=lambda k: by_variant[k]["ratio"])
             rarely, rarely_noise = result(rare)
-            # The k=10 target holds where a snapshot costs at most 0.1 bare step.
-            cheap = every - 1 <= 0.1
             bound = TARGET_TORCH_WIDE if (backend, model) == ("torch", "wide-16M") else None
             verdicts.append((
                 backend, model, jit,
                 f"{every:.3f}", f"{ema:.3f}", _verdict(every, ema, max(every_noise, ema_noise)),
                 "" if bound is None else _verdict(every, bound, every_noise),
                 f"{worst}: {periodic:.3f}",
-                _verdict(periodic, TARGET_PERIODIC, periodic_noise) if cheap
-                else f"n/a (a snapshot costs {every - 1:.2f} step)",
+                _periodic_verdict(every, periodic, periodic_noise),
                 f"{rare}: {rarely:.3f}", _verdict(rarely, 1.0, rarely_noise).replace("missed", "above"),
             ))
     lines += ["", "### Targets, from the timings (wall-time ratios)", ""]
@@ -113,7 +110,7 @@ def profile_section(profile, before):
         ratio = {variant: r["ratio"] for variant, r in by_variant.items()}
         verdicts.append((
             model, jit, f"{ratio['SWA(SGD) k=1'] - 1:.3f}",
-            f"{ratio['SWA(SGD) k=10']:.3f}", "met" if ratio["SWA(SGD) k=10"] <= TARGET_PERIODIC else "missed",
+            f"{ratio['SWA(SGD) k=10']:.3f}", _periodic_verdict(ratio["SWA(SGD) k=1"], ratio["SWA(SGD) k=10"]),
             f"{ratio['SWA(SGD) k=100']:.3f}", f"{ratio['SWA(SGD) k=1']:.3f}", f"{ratio['SGD + Keras EMA']:.3f}",
             "met" if ratio["SWA(SGD) k=1"] <= ratio["SGD + Keras EMA"] else "missed",
         ))
@@ -135,7 +132,9 @@ def profile_section(profile, before):
         "copied every average: the snapshot sat in a `cond`, and XLA gave the branch without a snapshot result "
         "buffers of its own (0.5 ms a step on mlp-3M, 2%; read in the optimized HLO). It is now a loop of zero "
         "or one trip, which XLA updates in place; tests/python/test_compiled_step.py counts the copies in the "
-        "HLO (none)."
+        "HLO (none). The `copy` still listed under XLA is the two weight copies that the bare step makes too, "
+        "run more slowly after a snapshot has passed over the weights and their averages (the optimized HLO of "
+        "the step has no copy of SWA's own); the matching counts the slower runs as added."
     )
     lines += ["", common.table(
         ["model", "jit_compile", "one snapshot, in bare steps", "SWA k=10", f"<= {TARGET_PERIODIC}", "SWA k=100",
@@ -218,8 +217,16 @@ def _short(name):
     return name.split("/")[-1].split(":")[0] if "/" in name else name
 
 
+def _periodic_verdict(every, periodic, noise=0.0):
+    """The k=10 target, which holds where a snapshot costs at most 0.1 bare
+    step (`every`, the ratio with a snapshot on every step, minus 1)."""
+    if every - 1 > 0.1:
+        return f"n/a (a snapshot costs {every - 1:.2f} step)"
+    return _verdict(periodic, TARGET_PERIODIC, noise)
+
+
 def _verdict(value, bound, noise):
-    if abs(value - bound) <= noise:
+    if noise and abs(value - bound) <= noise:
         return f"within noise (±{noise:.3f})"
     return "met" if value <= bound else "missed"
 
