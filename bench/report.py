@@ -118,8 +118,8 @@ def profile_section(profile, before):
     lines.append(
         "A snapshot costs one pass over the weights and their averages, which XLA compiles whether or not the "
         "step is compiled (three `keras.ops` kernels, each writing a new tensor, before): about what SGD's own "
-        "update of those weights costs, and what Keras's EMA pays on every step. Averaging every `k` steps adds a `k`-th of that to each step. The second column "
-        "is that cost in bare SGD steps (measured with `k` = 1, so it includes any fixed cost per step): where it "
+        "update of those weights costs, and what Keras's EMA pays on every step. Averaging every `k` steps adds "
+        "a `k`-th of that to each step. The second column is that cost in bare SGD steps (measured with `k` = 1, so it includes any fixed cost per step): where it "
         f"exceeds 0.1, an average updated in its own pass cannot stay within {TARGET_PERIODIC} at `k` = 10, and "
         "`k` must be at least a hundred times that column."
     )

@@ -101,8 +101,12 @@ def blend_squares_(targets: Sequence[keras.Variable], sources: Sequence, factors
 
 
 def blended(target, source, factor):
-    """The reference `target + factor * (source - target)`, as a new tensor."""
-    return ops.add(target, ops.multiply(ops.subtract(source, target), factor))
+    """The reference `target + factor * (source - target)`, as a new tensor
+    of the backend. Written with operators, which every backend's tensors
+    take whatever their shape (`keras.ops` needs a known rank, which
+    TensorFlow's compiled snapshot functions, traced for any shape, lack);
+    they are the same kernels that `keras.ops` runs."""
+    return target + (source - target) * factor
 
 
 def write_difference_row_(variable: keras.Variable, index, minuend, subtrahend) -> None:
@@ -178,9 +182,7 @@ def _tf_functions():
             return tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype)
 
         def blend(handle, source, factor):
-            # `blended` in TensorFlow's ops, which take tensors of any shape.
-            target = read(handle, factor.dtype)
-            value = tf.add(target, tf.multiply(tf.subtract(source, target), factor))
+            value = blended(read(handle, factor.dtype), source, factor)
             tf.raw_ops.AssignVariableOp(resource=handle, value=value)
 
         @compiled

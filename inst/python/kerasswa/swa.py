@@ -415,10 +415,10 @@ class SWA(keras.optimizers.Optimizer):
                 self._take_snapshot_in_place()
             self.inner_optimizer.apply(grads, trainable_variables)
         if updated:
-            if self._count_arrays is None:
-                self._iterations.assign(step + 1)
-            else:
-                self._iterations.assign(self._count_arrays.get(step + 1, self._iterations.value.dtype))
+            count = step + 1
+            if self._count_arrays is not None:
+                count = self._count_arrays.get(count, self._iterations.value.dtype)
+            self._iterations.assign(count)
             # Past Keras's attribute tracking (`Optimizer.__setattr__`), which
             # would walk this tuple on every step: it holds no variable.
             object.__setattr__(
