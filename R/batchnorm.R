@@ -44,7 +44,7 @@
 #' @export
 #'
 #' @template swa-example-bn-model
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #'
 #' history <- model |> fit(x, y, batch_size = 8, epochs = 2, verbose = 0)
 #' swa_assign_averages(model)

@@ -76,7 +76,7 @@
 #' @export
 #'
 #' @template swa-example-bn-model
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #'
 #' callback <- callback_swa(bn_data = x, validation_data = list(x, y))
 #' history <- model |> fit(x, y, batch_size = 8, epochs = 3, verbose = 0,

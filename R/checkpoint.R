@@ -50,7 +50,7 @@
 #' @family SWA functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' x <- matrix(runif(256), ncol = 4)
 #' y <- x %*% c(1, -2, 3, 0.5)

@@ -89,7 +89,7 @@
 #' @family SWA functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' swa <- optimizer_swa(optimizer_sgd(0.01), start_averaging = 5,
 #'                      average_period = 2)

@@ -47,7 +47,7 @@
 #' @family SWA functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' # The rate at given steps (a schedule called with a step gives a tensor).
 #' rates <- function(schedule, steps) {

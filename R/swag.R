@@ -45,7 +45,7 @@
 #' @family SWAG functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' model <- keras_model_sequential(input_shape = 4) |> layer_dense(1)
 #' model |> compile(
@@ -129,7 +129,7 @@ optimizer_swag <- function(optimizer,
 #' @family SWAG functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' model <- keras_model_sequential(input_shape = 4) |> layer_dense(1)
 #' model |> compile(
@@ -195,7 +195,7 @@ with_swag_sample <- function(model, expr, seed = NULL, scale = 0.5,
 #' @family SWAG functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' model <- keras_model_sequential(input_shape = 2) |>
 #'   layer_dense(3, activation = "softmax")

@@ -1,4 +1,4 @@
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' # A small network whose first layer is a batch normalization, compiled
 #' # with SWA: 8 updates per epoch (64 samples, batches of 8), averaged from

@@ -1,4 +1,4 @@
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' # A linear model trained with SWA on data made here: 16 updates
 #' # (64 samples, batches of 8, 2 epochs), averaged from update 5 every 2.
