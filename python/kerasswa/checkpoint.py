@@ -100,7 +100,8 @@ class SWAModelCheckpoint(keras.callbacks.ModelCheckpoint):
     ...               loss="mse")
     >>> x = np.random.rand(64, 4).astype("float32")
     >>> y = x.sum(axis=1, keepdims=True)
-    >>> path = os.path.join(tempfile.mkdtemp(), "swa.keras")
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "swa.keras")
     >>> _ = model.fit(x, y, batch_size=8, epochs=2, verbose=0,
     ...               callbacks=[SWAModelCheckpoint(path)])
     >>> saved = keras.models.load_model(path)
@@ -113,6 +114,7 @@ class SWAModelCheckpoint(keras.callbacks.ModelCheckpoint):
     >>> # The model itself still holds its training weights.
     >>> any(np.array_equal(w, a) for w, a in zip(model.get_weights(), averages))
     False
+    >>> folder.cleanup()
     """
 
     def __init__(
