@@ -110,3 +110,14 @@ test_that("a model saved with SWA loads in a new session after library(kerasswa)
   expect_match(output, "optimizer: kerasswa.swa.SWA", all = FALSE, fixed = TRUE)
   expect_match(output, "snapshots: 1", all = FALSE, fixed = TRUE)
 })
+
+test_that("the R packages are the versions the run asks for", {
+  # `make test-r-oldest` names the oldest versions that the DESCRIPTION
+  # accepts: the run must not fall back on newer ones from another library.
+  expected <- strsplit(Sys.getenv("KERASSWA_EXPECT_VERSIONS"), " +")[[1L]]
+  skip_if(length(expected) == 0L, "KERASSWA_EXPECT_VERSIONS is not set")
+  expected <- matrix(expected, nrow = 2L)
+  for (i in seq_len(ncol(expected)))
+    expect_identical(as.character(utils::packageVersion(expected[1L, i])),
+                     expected[2L, i], label = expected[1L, i])
+})

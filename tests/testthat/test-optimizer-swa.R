@@ -64,8 +64,8 @@ test_that("a Python object that is not a Keras 3 optimizer is refused in R", {
 # averaging from update 0 at every update, gradient 0.1 on every element.
 # The weights go 1 -> 0.9 -> 0.8 -> 0.7 (and 2 -> 1.9 -> 1.8 -> 1.7).
 tfa_example <- function(sequential_update) {
-  weights <- list(keras_variable(c(1, 1), dtype = "float32"),
-                  keras_variable(c(2, 2), dtype = "float32"))
+  weights <- list(new_variable(c(1, 1)),
+                  new_variable(c(2, 2)))
   swa <- optimizer_swa(optimizer_sgd(learning_rate = 1),
                        start_averaging = 0, average_period = 1,
                        sequential_update = sequential_update)

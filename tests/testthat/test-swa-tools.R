@@ -69,7 +69,7 @@ test_that("swa_snapshot_count() counts snapshots as worked out by hand", {
     swa <- optimizer_swa(optimizer_sgd(learning_rate = 0.1),
                          start_averaging = start_averaging,
                          average_period = average_period)
-    weight <- list(keras_variable(c(1, 1), dtype = "float32"))
+    weight <- list(new_variable(c(1, 1)))
     gradient <- list(op_full(2, 0.1))
     for (update in seq_len(updates))
       swa$apply(gradient, weight)
