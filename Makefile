@@ -346,36 +346,58 @@ bench: install-python $(BENCH_STAMP)
 # the package in $(RLIB) and Python in $(VENV) (the Python chunks import kerasswa
 # from python/, as a reader would after `pip install kerasswa`). Nothing is fetched at build or
 # view time: pkgdown/templates/head.html loads local copies of what pkgdown's
-# template takes from CDNs, copied here from Debian's and R's installed files
-# into $(SITE_BUILD)/assets/vendor/ (pkgdown copies that folder into the site).
+# template takes from CDNs, copied here into $(SITE_BUILD)/assets/vendor/
+# (pkgdown copies that folder into the site): Font Awesome, clipboard.js and
+# bootstrap-toc from Debian's and R's installed files, and the search
+# (Fuse, autocomplete.js, mark.js) and headroom.js from npm, at the versions
+# pinned in pkgdown/package-lock.json (those pkgdown's template names; the
+# page checks each file against the hash the template gives it).
 SITE_DIR := docs
 SITE_BUILD := docs-build
 SITE_DEBS := r-cran-pkgdown r-cran-fontawesome r-cran-rsvg node-clipboard chromium chromium-driver
 SITE_PY_STAMP := $(VENV)/.site-installed
+SITE_NPM := pkgdown/node_modules
+SITE_NPM_STAMP := $(SITE_NPM)/.installed
+# The files of $(SITE_NPM) that the pages load, as package/path.
+SITE_NPM_FILES := fuse.js/dist/fuse.js autocomplete.js/dist/autocomplete.jquery.min.js \
+	mark.js/dist/mark.min.js headroom.js/dist/headroom.min.js headroom.js/dist/jQuery.headroom.min.js
 SITE_STAMP := $(SITE_BUILD)/.built
 PYTHON_API_RMD := vignettes/articles/python-api.Rmd
-SITE_SOURCES := DESCRIPTION NAMESPACE README.md _pkgdown.yml $(wildcard bench/RESULTS.md) \
+SITE_SOURCES := DESCRIPTION NAMESPACE README.md NEWS.md _pkgdown.yml $(wildcard bench/RESULTS.md) \
 	$(filter-out $(PYTHON_API_RMD),$(wildcard vignettes/articles/*.Rmd)) \
-	$(wildcard R/*.R man/*.Rd man/figures/* python/kerasswa/*.py pkgdown/templates/* pkgdown/assets/*) \
+	$(wildcard R/*.R man/*.Rd man/figures/* python/kerasswa/*.py pkgdown/templates/* pkgdown/assets/* pkgdown/extra.*) \
 	pkgdown/build_site.R pkgdown/favicons.R pkgdown/python_api.py pkgdown/check_site.py
 
 # Debian's pkgdown, Font Awesome (R package fontawesome), rsvg (the icons),
 # clipboard.js (node-clipboard), Chromium and its WebDriver; Selenium into
-# $(VENV).
-install-site-deps: install-r-deps $(SITE_PY_STAMP)
+# $(VENV); the JavaScript libraries of pkgdown/package-lock.json into
+# $(SITE_NPM) with npm (npm ci checks each package against the lock's hash):
+# the machine's, or Debian's Node.js and npm where there is no npm (after
+# install-r-deps: one apt-get at a time).
+install-site-deps: install-r-deps $(SITE_PY_STAMP) $(SITE_NPM_STAMP)
 	@$(call APT_INSTALL,$(SITE_DEBS))
 
 $(SITE_PY_STAMP): requirements/site.txt $(PY_STAMP)
 	@$(PY) -m pip install -q -r requirements/site.txt 2>&1 | $(PIP_QUIET)
 	@touch $@
 
+$(SITE_NPM_STAMP): pkgdown/package.json pkgdown/package-lock.json | install-r-deps
+	@command -v npm >/dev/null || { $(call APT_INSTALL,nodejs npm); }
+	@echo "Installing the site's JavaScript libraries from npm into $(SITE_NPM) ..."
+	@cd pkgdown && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null
+	@touch $@
+
 site: $(SITE_STAMP)
 
-$(SITE_STAMP): $(SITE_SOURCES) $(PY_STAMP) $(R_STAMP) | install-site-deps
+$(SITE_STAMP): $(SITE_SOURCES) $(SITE_NPM_STAMP) $(PY_STAMP) $(R_STAMP) | install-site-deps
 	@echo "=== pkgdown site -> $(SITE_DIR)/ (log: $(SITE_BUILD)/pkgdown.log) ==="
 	@rm -rf $(SITE_DIR) $(SITE_BUILD)/assets
 	@mkdir -p $(SITE_BUILD)/assets/vendor/fontawesome/css $(SITE_BUILD)/assets/vendor/clipboard \
 		$(SITE_BUILD)/assets/vendor/bootstrap-toc
+	@for file in $(SITE_NPM_FILES); do \
+		package=$${file%%/*}; mkdir -p $(SITE_BUILD)/assets/vendor/$$package; \
+		cp $(SITE_NPM)/$$file $(SITE_NPM)/$$package/LICENSE $(SITE_BUILD)/assets/vendor/$$package/; \
+	done
 	@fa=$$(Rscript -e 'cat(system.file("fontawesome", package = "fontawesome"))'); \
 		cp $$fa/css/all.min.css $$fa/css/v4-shims.min.css $(SITE_BUILD)/assets/vendor/fontawesome/css/; \
 		cp -r $$fa/webfonts $(SITE_BUILD)/assets/vendor/fontawesome/

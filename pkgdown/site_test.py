@@ -8,12 +8,18 @@ Serves SITE_DIR from a local HTTP server on a free port of 127.0.0.1 (stopped
 at the end), then visits the home page, the reference index, the reference
 page of optimizer_swa() and every article, and checks on each:
   - a title and a first heading;
-  - no console error (a script that fails, a file that does not load);
+  - no console error (a script that fails, a file that does not load or does
+    not match the hash that head.html gives it);
   - every request went to the local server (the site works offline);
   - every image loaded (naturalWidth > 0), and no font failed;
   - the page's table of contents was filled in, where it has one;
+  - headroom.js took the navbar;
 and on the reference page the usage block and the output of the examples,
-on "How SWA works" its plots, and on the home page the search box. Saves a
+and that the navbar hides on scrolling down (headroom.js); on "How SWA works"
+its plots. Then the search (pkgdown's own, with Fuse, autocomplete.js and
+mark.js from npm): on the home page, typing a word must offer the reference
+page of the function it names, a misspelled name too (Fuse's fuzzy match),
+and picking the offer must open that page with the word marked. Saves a
 screenshot of each page into SCREENSHOT_DIR. Uses Debian's chromium and
 chromedriver (CHROMIUM and CHROMEDRIVER override the paths) through Selenium.
 """
@@ -23,6 +29,7 @@ import http.server
 import json
 import os
 import pathlib
+import re
 import signal
 import sys
 import tempfile
@@ -33,6 +40,7 @@ import urllib.parse
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -54,6 +62,14 @@ CHROMIUM_FLAGS = [
 ]
 PAGE_TIMEOUT_S = 30
 MAX_SCREENSHOT_HEIGHT = 12000
+# What is typed into the search box, and the reference page each must offer:
+# the name, and the name misspelled, which a search for the words as typed
+# cannot find (Fuse finds it: one edit in 17 letters is within pkgdown's
+# threshold of 0.1 edits a letter).
+SEARCHES = [("snapshot", "reference/swa_take_snapshot.html"),
+            ("swa_take_snapshto", "reference/swa_take_snapshot.html")]
+# The Fuse that pkgdown 2.0.7's template names (pkgdown/package.json).
+FUSE_VERSION = "6.4.6"
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -101,25 +117,15 @@ def wait_until_settled(driver):
     time.sleep(0.3)  # scripts run on DOMContentLoaded/load; let them finish
 
 
-def check_page(driver, base, path, screenshots):
-    """Visits `path`; returns (problems, a one-line summary)."""
+def console_errors(driver):
+    """The console errors logged since the last call."""
+    return [f"console error: {entry['message']}" for entry in driver.get_log("browser")
+            if entry["level"] == "SEVERE"]
+
+
+def check_requests(driver, base):
+    """Problems with the requests made since the last call, and their number."""
     problems = []
-    driver.get_log("browser")  # drop what earlier pages logged
-    list(network_events(driver))
-    driver.get(base + path)
-    wait_until_settled(driver)
-
-    title = driver.title.strip()
-    headings = [h.text.strip() for h in driver.find_elements(By.TAG_NAME, "h1")]
-    if not title:
-        problems.append("no <title>")
-    if not any(headings):
-        problems.append("no <h1> heading")
-
-    for entry in driver.get_log("browser"):
-        if entry["level"] == "SEVERE":
-            problems.append(f"console error: {entry['message']}")
-
     origin = urllib.parse.urlsplit(base)
     requests = 0
     for method, params in network_events(driver):
@@ -137,6 +143,27 @@ def check_page(driver, base, path, screenshots):
                 problems.append(f"HTTP {status} for {params['response']['url']}")
         elif method == "Network.loadingFailed" and not params.get("canceled"):
             problems.append(f"failed to load: {params.get('errorText')}")
+    return problems, requests
+
+
+def check_page(driver, base, path, screenshots):
+    """Visits `path`; returns (problems, a one-line summary)."""
+    problems = []
+    driver.get_log("browser")  # drop what earlier pages logged
+    list(network_events(driver))
+    driver.get(base + path)
+    wait_until_settled(driver)
+
+    title = driver.title.strip()
+    headings = [h.text.strip() for h in driver.find_elements(By.TAG_NAME, "h1")]
+    if not title:
+        problems.append("no <title>")
+    if not any(headings):
+        problems.append("no <h1> heading")
+
+    problems += console_errors(driver)
+    request_problems, requests = check_requests(driver, base)
+    problems += request_problems
 
     images = driver.execute_script(
         "return Array.from(document.images, i => [i.currentSrc || i.src, "
@@ -151,17 +178,37 @@ def check_page(driver, base, path, screenshots):
         toc_links = driver.find_elements(By.CSS_SELECTOR, "nav#toc a.nav-link")
         if not toc_links and driver.find_elements(By.CSS_SELECTOR, "main h2"):
             problems.append("the table of contents (nav#toc) is empty")
+    if "headroom" not in navbar_classes(driver):
+        problems.append("headroom.js did not take the navbar (no class 'headroom')")
 
-    problems += page_specific_checks(driver, path, images, screenshots)
+    problems += page_specific_checks(driver, path, images)
 
     name = path.replace("/", "_").replace(".html", "") or "index"
     save_full_screenshot(driver, screenshots / f"{name}.png")
     summary = (f"{title!r}: {len(images)} images, {requests} requests to "
-               f"{origin.netloc}")
+               f"{urllib.parse.urlsplit(base).netloc}")
     return problems, summary
 
 
-def page_specific_checks(driver, path, images, screenshots):
+def navbar_classes(driver):
+    return driver.execute_script(
+        "const nav = document.querySelector('nav.navbar');"
+        "return nav ? Array.from(nav.classList) : [];")
+
+
+def check_headroom(driver):
+    """Scrolling down must hide the navbar, scrolling back up show it."""
+    for y, state in [(800, "headroom--unpinned"), (0, "headroom--pinned")]:
+        driver.execute_script(f"window.scrollTo(0, {y});")
+        try:
+            WebDriverWait(driver, 5).until(lambda d: state in navbar_classes(d))
+        except Exception:
+            return [f"after scrolling to {y} px the navbar has classes "
+                    f"{navbar_classes(driver)}, not {state!r} (headroom.js)"]
+    return []
+
+
+def page_specific_checks(driver, path, images):
     problems = []
     if path == "reference/optimizer_swa.html":
         # pkgdown puts each section in a div, headed by an h2 with the id.
@@ -174,33 +221,112 @@ def page_specific_checks(driver, path, images, screenshots):
             problems.append("the examples show no output (no '#>' lines)")
         if "swa_snapshot_count(model)" not in text:
             problems.append("the examples do not show their code")
+        problems += check_headroom(driver)
     if path == "articles/how-swa-works.html":
         plots = [src for src, ok in images if "figure-html" in src]
         if len(plots) < 2:
             problems.append(f"expected 2 plots made at build time, found {len(plots)}")
-    if path == "index.html":
-        problems += check_search(driver, screenshots)
     return problems
 
 
-def check_search(driver, screenshots):
-    """Types into the search box; suggestions must appear (offline.js's Fuse
-    and autocomplete over search.json)."""
+def shown_suggestions(driver):
+    """The search suggestions shown, as elements, in their order."""
+    return [s for s in driver.find_elements(By.CSS_SELECTOR, ".aa-dropdown-menu .aa-suggestion")
+            if s.is_displayed()]
+
+
+def offers(text, function):
+    """Whether a suggestion's text is of the reference page of `function`.
+
+    A suggestion is pkgdown's template filled from one entry of search.json,
+    "Reference > Title — name > section" on a reference page. The
+    suggestions are not links (picking one sets window.location), so the
+    page is told by its title.
+    """
+    return re.search(rf"— {re.escape(function)}(\s|$)", text) is not None
+
+
+def type_query(box, query):
+    """Replaces what the search box holds by `query`, key by key, as a
+    reader would (autocomplete.js puts back a value set by WebDriver's
+    clear())."""
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.BACKSPACE)
+    box.send_keys(query)
+
+
+def check_search(driver, base, screenshots):
+    """On the home page, each query of SEARCHES must offer its page, and
+    picking the offer for the first must open that page with the query
+    marked. Returns (problems, a one-line summary)."""
+    problems, seen = [], []
+    driver.get_log("browser")
+    list(network_events(driver))
+    driver.get(base + "index.html")
+    wait_until_settled(driver)
+    version = driver.execute_script("return window.Fuse && window.Fuse.version;")
+    if version != FUSE_VERSION:
+        problems.append(f"window.Fuse.version is {version!r}, not {FUSE_VERSION!r}")
     box = driver.find_element(By.ID, "search-input")
     box.click()
-    box.send_keys("snapshot")
+    # pkgdown.js fetches search.json and builds its Fuse on the first focus;
+    # what is typed before that is ready finds nothing.
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".some(e => e.name.endsWith('/search.json'))"
+        " && !document.getElementById('search-input').classList.contains('loading');"))
+
+    for number, (query, page) in enumerate(SEARCHES):
+        function = pathlib.PurePosixPath(page).stem
+        type_query(box, query)
+        try:
+            WebDriverWait(driver, 10).until(
+                lambda d: any(offers(s.text, function) for s in shown_suggestions(d)))
+        except Exception:
+            shown = [" ".join(s.text.split()) for s in shown_suggestions(driver)]
+            problems.append(f"typing {query!r} does not offer {function}(); offered: {shown[:5]}")
+            continue
+        offered = [s.text for s in shown_suggestions(driver)]
+        first = next(i for i, text in enumerate(offered) if offers(text, function))
+        left, right, width = driver.execute_script(
+            "const r = document.querySelector('.aa-dropdown-menu').getBoundingClientRect();"
+            "return [r.left, r.right, document.documentElement.clientWidth];")
+        if left < 0 or right > width:
+            problems.append(f"typing {query!r}: the suggestions span {left:.0f}-{right:.0f} px, "
+                            f"past the window's 0-{width} px")
+        seen.append(f"{query!r}: {len(offered)} suggestions, {function} "
+                    f"{'first' if first == 0 else f'number {first + 1}'}")
+        driver.save_screenshot(str(screenshots / f"search-{number + 1}.png"))
+
+    problems += console_errors(driver)
+    if problems:
+        return problems, "; ".join(seen)
+
+    # Pick the offer of the first query: its page opens with ?q=, and mark.js
+    # marks the query there.
+    query, page = SEARCHES[0]
+    function = pathlib.PurePosixPath(page).stem
+    type_query(box, query)
+    WebDriverWait(driver, 10).until(
+        lambda d: any(offers(s.text, function) for s in shown_suggestions(d)))
+    next(s for s in shown_suggestions(driver) if offers(s.text, function)).click()
     try:
-        WebDriverWait(driver, 10).until(lambda d: d.find_elements(
-            By.CSS_SELECTOR, ".aa-dropdown-menu .aa-suggestion"))
+        WebDriverWait(driver, PAGE_TIMEOUT_S).until(
+            lambda d: urllib.parse.urlsplit(d.current_url).path == "/" + page)
     except Exception:
-        return ["typing 'snapshot' in the search box shows no suggestions"]
-    suggestions = driver.find_elements(By.CSS_SELECTOR, ".aa-suggestion")
-    if not any(s.is_displayed() for s in suggestions):
-        return ["the search suggestions are not displayed"]
-    driver.save_screenshot(str(screenshots / "search.png"))
-    box.clear()
-    driver.execute_script("document.activeElement.blur();")
-    return []
+        return problems + [f"picking {function} opened {driver.current_url}, not {page}"], \
+            "; ".join(seen)
+    wait_until_settled(driver)
+    marked = driver.execute_script(
+        "return Array.from(document.querySelectorAll('main#main mark'), m => m.textContent);")
+    if not any(query in m.lower() for m in marked):
+        problems.append(f"{page}?q={query}: no '{query}' marked (mark.js); marked: {marked[:5]}")
+    problems += console_errors(driver)
+    request_problems, _ = check_requests(driver, base)
+    problems += request_problems
+    save_full_screenshot(driver, screenshots / "search-picked.png")
+    seen.append(f"picking it opens {page} with {len(marked)} words marked")
+    return problems, "; ".join(seen)
 
 
 def save_full_screenshot(driver, path):
@@ -237,21 +363,26 @@ def main(argv):
     server = start_server(site)
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     failures = 0
+
+    def report(name, problems, summary):
+        nonlocal failures
+        print(f"{'FAIL' if problems else 'ok  '} {name}  {summary}")
+        for problem in problems:
+            print(f"       {problem}")
+        failures += bool(problems)
+
     with tempfile.TemporaryDirectory(prefix="kerasswa-chromium-") as profile:
         driver = start_browser(profile)
         try:
             for path in pages:
-                problems, summary = check_page(driver, base, path, screenshots)
-                print(f"{'FAIL' if problems else 'ok  '} {path}  {summary}")
-                for problem in problems:
-                    print(f"       {problem}")
-                failures += bool(problems)
+                report(path, *check_page(driver, base, path, screenshots))
+            report("search", *check_search(driver, base, screenshots))
         finally:
             driver.quit()
             server.shutdown()
             server.server_close()
-    print(f"site_test: {len(pages) - failures} of {len(pages)} pages pass; "
-          f"screenshots in {screenshots}")
+    print(f"site_test: {len(pages) + 1 - failures} of {len(pages) + 1} checks pass "
+          f"({len(pages)} pages and the search); screenshots in {screenshots}")
     return 1 if failures else 0
 
 
