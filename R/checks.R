@@ -114,17 +114,43 @@ as_seed <- function(x, arg = deparse(substitute(x)), call = sys.call(-1L)) {
   if (is.null(x)) NULL else as.integer(x)
 }
 
-# A learning rate: NULL, a number > 0, or a Keras learning-rate schedule
-# (which Keras's optimizers take as well).
+# A learning rate: NULL, a number > 0, a Keras learning-rate schedule (which
+# Keras calls with the step), or a function that Keras calls with no argument
+# (Keras's optimizers take all of them).
 as_learning_rate <- function(x, arg = deparse(substitute(x)),
                              call = sys.call(-1L)) {
   if (is_learning_rate_schedule(x))
     return(x)
+  if (is.function(x)) {
+    needs <- required_arguments(x)
+    if (length(needs) > 0L)
+      stop_bad_argument(
+        arg, x, paste(
+          "a function of no arguments: Keras calls a learning-rate function",
+          "with none. For a rate that depends on the step, give a",
+          "learning-rate schedule such as",
+          "learning_rate_schedule_exponential_decay()"),
+        call,
+        received = sprintf("a function of %s",
+                           paste0("`", needs, "`", collapse = ", "))
+      )
+    return(x)
+  }
   if (is.null(x) || is_single_number(x) && x > 0)
     return(as_optional_rate(x, arg = arg, call = call))
   stop_bad_argument(arg, x, paste(
-    "NULL, a single finite number > 0, or a Keras learning-rate schedule",
-    "such as learning_rate_schedule_exponential_decay()"), call)
+    "NULL, a single finite number > 0, a Keras learning-rate schedule",
+    "such as learning_rate_schedule_exponential_decay(), or a function of",
+    "no arguments"), call)
+}
+
+# The arguments of function `f` that a call with none would miss.
+required_arguments <- function(f) {
+  parameters <- formals(args(f))  # args(): primitives too
+  missing <- vapply(names(parameters),
+                    function(name) identical(parameters[[name]], quote(expr = )),
+                    logical(1L))
+  setdiff(names(parameters)[missing], "...")
 }
 
 # Progress output of the Python functions: 0 (silent) or 1 (a progress bar).

@@ -21,7 +21,10 @@
 #' @param average_period The frequency of snapshots: after the first, a
 #'   snapshot is taken every `average_period` updates. A whole number >= 1.
 #' @param name The name of the optimizer, and the prefix of the names of
-#'   its variables.
+#'   its variables: a string, or `NULL` (the default) for a name of its own,
+#'   as Keras gives its optimizers (`"swa"`, then `"swa_1"`, ...), so that
+#'   two SWA optimizers in one model have distinct variables and the model
+#'   saves. (tfaddons named every one `"SWA"`.)
 #' @param sequential_update Whether the averaging happens after the update
 #'   of the weights. `TRUE` (the default) averages the weights as the update
 #'   leaves them; `FALSE` averages the weights as they were just before it.
@@ -49,10 +52,13 @@
 #' @param ... Two more arguments of the Python `SWA` class, by name:
 #'   `global_clipnorm` (`NULL`, or a number > 0: all gradients together are
 #'   clipped to this global norm) and `learning_rate` (`NULL`, or a number >
-#'   0 or a learning-rate schedule such as keras3's
+#'   0, a learning-rate schedule such as keras3's
 #'   `learning_rate_schedule_exponential_decay()` or
-#'   [learning_rate_schedule_swa()], which replaces the inner optimizer's
-#'   learning rate). At most one of
+#'   [learning_rate_schedule_swa()], which Keras calls with the step, or an R
+#'   function of no arguments that returns the rate, which Keras calls with
+#'   none; it replaces the inner optimizer's learning rate). A function that
+#'   needs an argument is refused: a rate that depends on the step is a
+#'   schedule. At most one of
 #'   `clipnorm`, `clipvalue` and `global_clipnorm` may be given.
 #'
 #' @details
@@ -111,7 +117,7 @@
 optimizer_swa <- function(optimizer,
                           start_averaging = 0,
                           average_period = 10,
-                          name = "SWA",
+                          name = NULL,
                           sequential_update = TRUE,
                           clipnorm = NULL,
                           clipvalue = NULL,
@@ -158,7 +164,7 @@ swa_arguments <- function(optimizer, start_averaging, average_period, name,
     start_averaging = as_optional_count(start_averaging, minimum = 0L,
                                         call = call),
     average_period = as_count(average_period, minimum = 1L, call = call),
-    name = check_string(name, call = call),
+    name = check_optional_string(name, call = call),
     sequential_update = check_flag(sequential_update, call = call),
     averaging = as_averaging(averaging, call = call),
     clipnorm = as_optional_rate(clipnorm, call = call),

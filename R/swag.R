@@ -22,7 +22,8 @@
 #'   rounding can make slightly negative): a number >= 0. `1e-30`, the
 #'   reference implementation's, is the default.
 #' @param name The name of the optimizer, and the prefix of the names of
-#'   its variables.
+#'   its variables: a string, or `NULL` (the default) for a name of its own
+#'   (`"swag"`, then `"swag_1"`, ...).
 #'
 #' @details
 #' The snapshots are those of [optimizer_swa()], with the same
@@ -70,7 +71,7 @@ optimizer_swag <- function(optimizer,
                            max_rank = 20,
                            ...,
                            var_clamp = 1e-30,
-                           name = "SWAG") {
+                           name = NULL) {
   dots <- list(...)
   if ("averaging" %in% names(dots))
     stop_kerasswa(

@@ -56,7 +56,11 @@ def blend_(targets: Sequence[keras.Variable], sources: Sequence, factors: Sequen
 
     `targets` are optimizer variables; `sources` tensors or variables of the
     same shapes and dtypes; `factors` scalar tensors of the targets' dtypes.
+    Empty lists (a model whose every variable is overwritten with its
+    gradient has no average) do nothing: PyTorch's fused kernels refuse them.
     """
+    if not targets:
+        return
     if FUSED and keras.config.backend() == "torch":
         import torch
 
@@ -82,8 +86,10 @@ def blend_squares_(targets: Sequence[keras.Variable], sources: Sequence, factors
     fused multi-tensor passes, without the weight-sized temporary that the
     square would be (allocating 64 MiB costs more than the passes: its pages
     are new). The factors are read to the host, once per snapshot, as Keras's
-    own PyTorch optimizers read their learning rate.
+    own PyTorch optimizers read their learning rate. Empty lists do nothing.
     """
+    if not targets:
+        return
     if FUSED and keras.config.backend() == "torch":
         import torch
 

@@ -7,6 +7,7 @@ import warnings
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 import keras
+import numpy as np
 from keras import ops
 
 # Two pieces Keras does not export. `in_stateless_scope` is the only way to know
@@ -99,7 +100,11 @@ class SWA(keras.optimizers.Optimizer):
             automatically (`take_snapshot()` takes them).
         average_period: Integer >= 1. Number of updates between two
             snapshots. Defaults to 10.
-        name: String. Name of the optimizer and prefix of its variables.
+        name: String or `None`. Name of the optimizer and prefix of its
+            variables. `None` (the default) gives a name of its own, as
+            Keras's optimizers get: `"swa"`, then `"swa_1"`, ..., so that
+            two SWA optimizers in one model (a GAN's) have distinct
+            variable paths and save.
         sequential_update: Boolean. If `True` (the default) a snapshot is
             taken of the weights after the update that triggers it; if
             `False`, of the weights before that update.
@@ -121,9 +126,12 @@ class SWA(keras.optimizers.Optimizer):
         lr: Deprecated alias of `learning_rate`, kept for code written for
             Keras 2 and tensorflow-addons.
         learning_rate: `None`, a float > 0, a
-            `keras.optimizers.schedules.LearningRateSchedule` or a callable
-            of the step, as for any Keras optimizer. If given, it replaces
-            the inner optimizer's learning rate.
+            `keras.optimizers.schedules.LearningRateSchedule` (called with
+            the step), or a callable of no arguments that returns the rate
+            (Keras calls it with none, at every use). If given, it replaces
+            the inner optimizer's learning rate. A callable that needs an
+            argument is refused: a rate that depends on the step is a
+            `LearningRateSchedule`.
 
     Example:
 
@@ -146,7 +154,7 @@ class SWA(keras.optimizers.Optimizer):
         optimizer: OptimizerLike,
         start_averaging: Optional[int] = 0,
         average_period: int = 10,
-        name: str = "SWA",
+        name: Optional[str] = None,
         sequential_update: bool = True,
         averaging: Union[str, float] = "mean",
         clipnorm: Optional[float] = None,
@@ -178,7 +186,8 @@ class SWA(keras.optimizers.Optimizer):
         average_period = _validation.check_count(
             "average_period", average_period, minimum=1
         )
-        name = _validation.check_name("name", name)
+        if name is not None:
+            name = _validation.check_name("name", name)
         sequential_update = _validation.check_bool(
             "sequential_update", sequential_update
         )
@@ -213,7 +222,16 @@ class SWA(keras.optimizers.Optimizer):
         # without reading the device (see `_known_update_count`).
         self._written_update_count = None
         self._jitted_snapshot_values = None
-        self._count_arrays = _CountArrays() if keras.config.backend() == "jax" else None
+        on_jax = keras.config.backend() == "jax"
+        self._count_arrays = _CountArrays() if on_jax else None
+        # Keras's LossScaleOptimizer changes its state inside `ops.cond`
+        # branches, which on JAX leaks tracers: there it works only through
+        # its own `stateless_apply`, which returns the new values. An inner
+        # optimizer with a `stateless_apply` of its own is driven through it
+        # on JAX.
+        self._inner_is_stateless_only = on_jax and (
+            type(inner).stateless_apply is not keras.optimizers.Optimizer.stateless_apply
+        )
 
     def _check_arguments(self, **arguments: Any) -> None:
         """A hook for subclasses to refuse argument combinations before
@@ -318,7 +336,7 @@ class SWA(keras.optimizers.Optimizer):
             return
         grads = self._clip_gradients(grads)
 
-        eager_count = self._known_update_count()
+        eager_count = self._known_update_count(grads)
         if eager_count is not None:
             self._apply_eagerly(grads, trainable_variables, eager_count)
             return
@@ -326,7 +344,7 @@ class SWA(keras.optimizers.Optimizer):
         step = ops.copy(self._iterations)
         if self.sequential_update:
             inner_before = ops.copy(self.inner_optimizer.iterations)
-            self.inner_optimizer.apply(grads, trainable_variables)
+            self._apply_inner(grads, trainable_variables)
             # The inner optimizer may skip the update (gradient accumulation);
             # only a real update counts.
             updated = ops.greater(self.inner_optimizer.iterations, inner_before)
@@ -336,7 +354,7 @@ class SWA(keras.optimizers.Optimizer):
             updated = self._inner_updates_now()
             if self.start_averaging is not None:
                 self._snapshot_if(ops.logical_and(self._is_due(step), updated))
-            self.inner_optimizer.apply(grads, trainable_variables)
+            self._apply_inner(grads, trainable_variables)
         self._iterations.assign_add(ops.cast(updated, self._iterations.dtype))
 
     def apply_gradients(self, grads_and_vars):
@@ -378,7 +396,7 @@ class SWA(keras.optimizers.Optimizer):
         raw_steps = self.inner_optimizer._iterations
         return ops.equal(ops.mod(raw_steps + 1, steps), 0)
 
-    def _known_update_count(self) -> Optional[int]:
+    def _known_update_count(self, grads: list) -> Optional[int]:
         """`t` as a Python int when this step runs eagerly, else `None`.
 
         Eager steps decide in Python and skip the per-step graph of the
@@ -386,8 +404,15 @@ class SWA(keras.optimizers.Optimizer):
         still holds the tensor this optimizer wrote last step: then it is
         known without a read, which on JAX (`jit_compile=False`) would wait
         for the whole queued step to finish.
+
+        On JAX a step is traced when its gradients are, even if the counter
+        is not: a `LossScaleOptimizer` around this one (which `compile` adds
+        under `mixed_float16`) calls it inside the branch of a `cond` with
+        the optimizer's state as concrete arrays.
         """
         if _needs_tf_merge_call():
+            return None
+        if self._count_arrays is not None and _holds_jax_tracer(grads):
             return None
         value = self._iterations.value
         written = self._written_update_count
@@ -401,11 +426,11 @@ class SWA(keras.optimizers.Optimizer):
         always = self._inner_always_updates()
         if self.sequential_update:
             if always:
-                self.inner_optimizer.apply(grads, trainable_variables)
+                self._apply_inner(grads, trainable_variables)
                 updated = True
             else:
                 before = int(self.inner_optimizer.iterations)
-                self.inner_optimizer.apply(grads, trainable_variables)
+                self._apply_inner(grads, trainable_variables)
                 updated = int(self.inner_optimizer.iterations) > before
             if updated and self._is_due_now(step):
                 self._take_snapshot_in_place()
@@ -413,7 +438,7 @@ class SWA(keras.optimizers.Optimizer):
             updated = always or bool(self._inner_updates_now())
             if updated and self._is_due_now(step):
                 self._take_snapshot_in_place()
-            self.inner_optimizer.apply(grads, trainable_variables)
+            self._apply_inner(grads, trainable_variables)
         if updated:
             count = step + 1
             if self._count_arrays is not None:
@@ -424,6 +449,26 @@ class SWA(keras.optimizers.Optimizer):
             object.__setattr__(
                 self, "_written_update_count", (_tensor_key(self._iterations.value), step + 1)
             )
+
+    def _apply_inner(self, grads: list, trainable_variables: list) -> None:
+        """The inner optimizer's update, through its `stateless_apply` where
+        its `apply` cannot run (see `_inner_is_stateless_only`)."""
+        inner = self.inner_optimizer
+        if not self._inner_is_stateless_only:
+            inner.apply(grads, trainable_variables)
+            return
+        # `stateless_apply` takes a gradient for each variable it was built
+        # with; those left out of this update get none.
+        given = {inner._var_key(v): g for v, g in zip(trainable_variables, grads)}
+        weights = list(inner._trainable_variables)
+        state = inner.variables
+        new_weights, new_state = inner.stateless_apply(
+            [_kernels.read(v) for v in state],
+            [given.get(inner._var_key(w)) for w in weights],
+            [_kernels.read(w) for w in weights],
+        )
+        for variable, value in zip(weights + state, list(new_weights) + list(new_state)):
+            variable.assign(value)
 
     # -- snapshots -------------------------------------------------------
 
@@ -749,6 +794,100 @@ class SWA(keras.optimizers.Optimizer):
 
     # -- Keras plumbing ----------------------------------------------------
 
+    def set_weights(self, weights: Sequence) -> None:
+        """Sets the whole state of the optimizer from a list of values.
+
+        `weights` holds one value (an array or tensor) per variable of
+        `variables`, in that order: this optimizer's own (the update count,
+        the snapshot count, the averages) and then the inner optimizer's (its
+        step count, learning rate, moments). Given the values of another
+        optimizer's `variables`, built alike, it makes this one continue
+        exactly where that one is. A list of another length, or a value of
+        another shape, is refused before any variable changes.
+
+        Example:
+
+        >>> import numpy as np, keras
+        >>> from kerasswa import SWA
+        >>> w = keras.Variable(np.ones(2, "float32"))
+        >>> trained = SWA(keras.optimizers.Adam(0.1), average_period=1)
+        >>> trained.apply([keras.ops.ones(2)], [w])
+        >>> copy = SWA(keras.optimizers.Adam(0.1), average_period=1)
+        >>> copy.build([w])
+        >>> copy.set_weights([keras.ops.convert_to_numpy(v) for v in trained.variables])
+        >>> copy.update_count, int(copy.iterations), copy.snapshot_count
+        (1, 1, 1)
+        """
+        if not self.built:
+            raise ValueError(
+                f"`set_weights` needs a built optimizer: {self.name!r} has no "
+                "variables yet. Call `optimizer.build(trainable_variables)` "
+                "first."
+            )
+        variables = self.variables
+        weights = list(weights)
+        if len(weights) != len(variables):
+            own = len(self._variables)
+            raise ValueError(
+                f"`set_weights` needs one value per variable of "
+                f"`{self.name}.variables`: {len(variables)} ({own} of "
+                f"{type(self).__name__} and {len(variables) - own} of its "
+                f"inner optimizer {self.inner_optimizer.name!r}, in that "
+                f"order). Received {len(weights)} values. No variable was "
+                "changed."
+            )
+        for variable, weight in zip(variables, weights):
+            shape = tuple(np.shape(weight))
+            if shape != tuple(variable.shape):
+                raise ValueError(
+                    f"`set_weights` got a value of shape {shape} for the "
+                    f"variable {_variable_name(variable)!r}, of shape "
+                    f"{tuple(variable.shape)}. No variable was changed."
+                )
+        for variable, weight in zip(variables, weights):
+            variable.assign(weight)
+
+    def exclude_from_weight_decay(
+        self,
+        var_list: Optional[Sequence[keras.Variable]] = None,
+        var_names: Optional[Sequence[str]] = None,
+    ) -> None:
+        """Excludes variables from the weight decay of the inner optimizer.
+
+        SWA applies no weight decay of its own: the optimizer that computes
+        the updates does (through a `LossScaleOptimizer` between them), and
+        this passes the exclusion on to it, with Keras's meaning. As for any
+        Keras optimizer, call it before the optimizer is built.
+
+        Args:
+            var_list: The variables to exclude, or `None`.
+            var_names: Strings, or `None`: a variable whose name contains
+                any of them is excluded (`["bias"]` excludes the biases).
+
+        Example:
+
+        >>> import numpy as np, keras
+        >>> from kerasswa import SWA
+        >>> kernel = keras.Variable(np.full(2, 2.0, "float32"), name="kernel")
+        >>> bias = keras.Variable(np.full(2, 2.0, "float32"), name="bias")
+        >>> opt = SWA(keras.optimizers.SGD(1.0, weight_decay=0.004))
+        >>> opt.exclude_from_weight_decay(var_names=["bias"])
+        >>> opt.apply([keras.ops.zeros(2), keras.ops.zeros(2)], [kernel, bias])
+        >>> print(keras.ops.convert_to_numpy(kernel))  # 2 - 2 * 0.004 * 1.0
+        [1.992 1.992]
+        >>> print(keras.ops.convert_to_numpy(bias))
+        [2. 2.]
+        """
+        if self.built:
+            raise ValueError(
+                "`exclude_from_weight_decay()` can only be configured before "
+                f"the optimizer is built, and {self.name!r} is built."
+            )
+        target = self.inner_optimizer
+        while isinstance(getattr(target, "inner_optimizer", None), keras.optimizers.Optimizer):
+            target = target.inner_optimizer
+        target.exclude_from_weight_decay(var_list=var_list, var_names=var_names)
+
     def scale_loss(self, loss):
         return self.inner_optimizer.scale_loss(loss)
 
@@ -815,7 +954,6 @@ class _CountArrays:
             and not self._arrays[index].is_deleted()
         ):
             import jax
-            import numpy as np
 
             self._first, index = count, 0
             self._arrays = list(jax.device_put(np.arange(count, count + self.BLOCK, dtype=dtype)))
@@ -976,6 +1114,24 @@ def _same_tensor(key, value) -> bool:
         and current[0] is key[0]
         and current[1:] == key[1:]
     )
+
+
+def _holds_jax_tracer(values) -> bool:
+    """Whether any of `values` is a JAX tracer: what every eager JAX step
+    checks, 0.05 microsecond a value here (0.5 for mlp-3M's 8 gradients)."""
+    global _JAX_TRACER
+    if _JAX_TRACER is None:
+        import jax
+
+        _JAX_TRACER = jax.core.Tracer
+    tracer = _JAX_TRACER
+    for value in values:
+        if isinstance(value, tracer):
+            return True
+    return False
+
+
+_JAX_TRACER = None
 
 
 def _is_traced(value) -> bool:

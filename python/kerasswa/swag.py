@@ -49,7 +49,9 @@ class SWAG(SWA):
         max_rank: Integer >= 0. Number of deviations kept (the rank of the
             low-rank part of the covariance). Defaults to 20, the paper's.
             0 keeps none: SWAG-diagonal.
-        name: String. Name of the optimizer and prefix of its variables.
+        name: String or `None`. Name of the optimizer and prefix of its
+            variables. `None` (the default) gives a name of its own:
+            `"swag"`, then `"swag_1"`, ...
         var_clamp: Float >= 0. Floor of the diagonal variance `s - m**2`,
             which rounding can make slightly negative. Defaults to 1e-30,
             the reference implementation's.
@@ -79,7 +81,7 @@ class SWAG(SWA):
         start_averaging: Optional[int] = 0,
         average_period: int = 10,
         max_rank: int = 20,
-        name: str = "SWAG",
+        name: Optional[str] = None,
         var_clamp: float = 1e-30,
         **kwargs: Any,
     ) -> None:

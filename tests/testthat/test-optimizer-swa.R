@@ -17,12 +17,13 @@ test_that("optimizer_swa() returns the Python SWA optimizer with its arguments",
   expect_true(reticulate::py_id(swa$inner_optimizer) == reticulate::py_id(sgd))
 })
 
-test_that("the defaults are those of tfa.optimizers.SWA", {
+test_that("the defaults are those of tfa.optimizers.SWA, but for the name", {
   skip_if_no_kerasswa()
   swa <- optimizer_swa("sgd")
   expect_identical(swa$start_averaging, 0L)
   expect_identical(swa$average_period, 10L)
-  expect_identical(swa$name, "SWA")
+  # A name of its own, as Keras gives its optimizers (tfa's was "SWA").
+  expect_match(swa$name, "^swa(_[0-9]+)?$")
   expect_true(swa$sequential_update)
   expect_s3_class(swa$inner_optimizer, "keras.src.optimizers.sgd.SGD")
 })
@@ -123,6 +124,77 @@ test_that("an inner optimizer given by name trains too", {
   expect_identical(swa_snapshot_count(model), 3L)
   expect_s3_class(model$optimizer$inner_optimizer,
                   "keras.src.optimizers.adam.Adam")
+})
+
+test_that("two optimizer_swa() get distinct names, and a model holding both saves", {
+  skip_if_no_kerasswa()
+  first <- optimizer_swa("sgd")
+  second <- optimizer_swa("sgd")
+  expect_false(identical(first$name, second$name))
+  expect_match(c(first$name, second$name), "^swa(_[0-9]+)?$")
+  expect_match(optimizer_swag("sgd")$name, "^swag(_[0-9]+)?$")
+
+  # A GAN's shape: two sub-models, each trained by its own SWA optimizer.
+  gan_class <- new_model_class(
+    "TwoOptimizerModel",
+    initialize = function(...) {
+      super$initialize(...)
+      self$generator <- keras_model_sequential(input_shape = 2) |>
+        layer_dense(2)
+      self$discriminator <- keras_model_sequential(input_shape = 2) |>
+        layer_dense(1)
+      self$g_optimizer <- optimizer_swa(optimizer_adam(0.1), average_period = 1)
+      self$d_optimizer <- optimizer_swa(optimizer_adam(0.1), average_period = 1)
+      self$g_optimizer$build(self$generator$trainable_variables)
+      self$d_optimizer$build(self$discriminator$trainable_variables)
+    },
+    call = function(x) self$discriminator(self$generator(x))
+  )
+  make_gan <- function() {
+    gan <- gan_class()
+    gan(op_zeros(c(1, 2)))
+    gan
+  }
+  gan <- make_gan()
+  for (part in c("generator", "discriminator")) {
+    variables <- gan[[part]]$trainable_variables
+    optimizer <- gan[[if (part == "generator") "g_optimizer" else "d_optimizer"]]
+    for (step in 1:2)
+      optimizer$apply(lapply(variables, function(v) op_full(v$shape, 0.1 * step)),
+                      variables)
+  }
+  path <- tempfile(fileext = ".weights.h5")
+  on.exit(unlink(path), add = TRUE)
+  save_model_weights(gan, path)
+  restored <- make_gan()
+  load_model_weights(restored, path)
+  for (name in c("g_optimizer", "d_optimizer")) {
+    expect_identical(swa_snapshot_count(restored[[name]]), 2L)
+    expect_equal(lapply(restored[[name]]$variables, as_r_vector),
+                 lapply(gan[[name]]$variables, as_r_vector))
+  }
+})
+
+test_that("a learning-rate function of no arguments is called with none", {
+  skip_if_no_kerasswa()
+  calls <- 0
+  rate <- function() {
+    calls <<- calls + 1
+    0.5
+  }
+  weights <- list(keras_variable(c(1, 1), dtype = "float32"))
+  swa <- optimizer_swa(optimizer_sgd(0.01), learning_rate = rate)
+  swa$apply(list(op_full(2, 0.1)), weights)
+  expect_equal(as_r_vector(weights[[1]]), c(0.95, 0.95), tolerance = 1e-6)
+  expect_gt(calls, 0)
+  # And in fit(): 1 - 0.5 * 2 * (2 - 0) on the one weight of each input.
+  model <- keras_model_sequential(input_shape = 2) |>
+    layer_dense(1, kernel_initializer = "ones", use_bias = FALSE)
+  model |> compile(optimizer = optimizer_swa(optimizer_sgd(0.01),
+                                             learning_rate = function() 0.5),
+                   loss = "mse")
+  model |> fit(matrix(1, 4, 2), matrix(0, 4, 1), batch_size = 4, verbose = 0)
+  expect_equal(as.vector(get_weights(model)[[1]]), c(-1, -1))
 })
 
 test_that("a learning-rate schedule on the wrapper drives the inner optimizer", {

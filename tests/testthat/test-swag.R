@@ -55,7 +55,7 @@ test_that("optimizer_swag() makes a SWAG optimizer with the arguments given", {
   expect_identical(opt$average_period, 3L)
   expect_identical(opt$max_rank, 7L)
   expect_identical(opt$var_clamp, 1e-6)
-  expect_identical(opt$name, "SWAG")
+  expect_match(opt$name, "^swag(_[0-9]+)?$")
   expect_false(opt$sequential_update)
   expect_identical(opt$clipnorm, 2)
   expect_equal(as.numeric(op_convert_to_numpy(opt$learning_rate)), 0.2,

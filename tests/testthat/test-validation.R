@@ -68,9 +68,19 @@ test_that("sequential_update must be TRUE or FALSE", {
     expect_refused("sequential_update", value)
 })
 
-test_that("name must be a single non-empty string", {
-  for (value in list(NA_character_, "", 1, c("a", "b"), character(0), NULL))
+test_that("name must be NULL or a single non-empty string", {
+  for (value in list(NA_character_, "", 1, c("a", "b"), character(0)))
     expect_refused("name", value)
+})
+
+test_that("a learning-rate function that needs an argument is refused in R", {
+  for (value in list(function(step) 0.1, function(step, scale = 1) 0.1, exp))
+    expect_refused("learning_rate", value)
+  expect_error(call_swa(learning_rate = function(step, ...) 0.1), fixed = TRUE,
+               "Keras calls a learning-rate function with none")
+  expect_error(optimizer_swag("sgd", learning_rate = function(step) 0.1),
+               "^`learning_rate` must be a function of no arguments",
+               class = "kerasswa_bad_argument")
 })
 
 test_that("optimizer must be a Keras 3 optimizer or the name of one", {

@@ -9,6 +9,7 @@ as scalars or 0-d arrays; they are handled here rather than in each caller.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from typing import Any, Optional, Union
@@ -128,12 +129,23 @@ def check_optional_number(
 
 def check_learning_rate(name: str, value: Any) -> Union[None, float, Any]:
     """A learning rate as every Keras optimizer takes it: `None`, a finite
-    number > 0, a `LearningRateSchedule`, or a callable of the step."""
+    number > 0, a `LearningRateSchedule` (which Keras calls with the step),
+    or a callable that Keras calls with no argument."""
     import keras
 
     if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
         return value
     if callable(value) and not isinstance(value, (numbers.Number, np.ndarray)):
+        needs = _required_parameters(value)
+        if needs:
+            raise TypeError(
+                f"`{name}` is a callable that needs the argument(s) "
+                f"{', '.join(needs)}, but Keras calls a callable learning rate "
+                "with no argument. For a rate that depends on the step, pass a "
+                "keras.optimizers.schedules.LearningRateSchedule (Keras calls "
+                "it with the step); otherwise a callable of no arguments. "
+                f"Received: {name}={value!r}"
+            )
         return value
     try:
         return check_optional_number(name, value, allow_zero=False)
@@ -141,8 +153,26 @@ def check_learning_rate(name: str, value: Any) -> Union[None, float, Any]:
         raise TypeError(
             f"`{name}` must be a finite number > 0, a "
             "keras.optimizers.schedules.LearningRateSchedule, a callable of "
-            f"the step, or None. Received: {name}={_describe(value)}"
+            f"no arguments, or None. Received: {name}={_describe(value)}"
         ) from None
+
+
+def _required_parameters(function: Any) -> list:
+    """The names of the parameters that a call of `function` with no
+    arguments would miss (none for a callable whose signature Python cannot
+    tell, such as some built-ins, which are given the benefit of the
+    doubt)."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return []
+    return [
+        parameter.name
+        for parameter in signature.parameters.values()
+        if parameter.default is inspect.Parameter.empty
+        and parameter.kind
+        not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
 
 
 def check_averaging(value: Any) -> Union[str, float]:
