@@ -128,6 +128,34 @@ $(PYTHON_TESTS): test-python-%: install-python
 	@KERAS_BACKEND=$* $(PY) -m pytest -q -p no:cacheprovider --basetemp=$(abspath .cache)/pytest-$* \
 		$(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) --doctest-modules python/kerasswa tests/python
 
+# The Python tests on JAX with the oldest Keras, NumPy and JAX that kerasswa
+# declares (requirements/oldest.txt), on the oldest Python it declares, in a
+# virtualenv of their own (made once; every package is pinned, and pip check
+# says whether the pins fit together). PYTHON_OLDEST: that Python, from pyenv
+# or PATH, or as `make test-python-oldest PYTHON_OLDEST=/path/to/python3.9`.
+PYTHON_OLDEST_VERSION := 3.9
+PYTHON_OLDEST ?= $(firstword $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/$(PYTHON_OLDEST_VERSION).*/bin/python$(PYTHON_OLDEST_VERSION)) python$(PYTHON_OLDEST_VERSION))
+OLDEST_VENV := .cache/venv-oldest
+OLDEST_STAMP := $(OLDEST_VENV)/.installed
+
+$(OLDEST_STAMP): requirements/oldest.txt
+	@$(PYTHON_OLDEST) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(PYTHON_OLDEST_VERSION)")' 2>/dev/null || { \
+		echo "test-python-oldest needs Python $(PYTHON_OLDEST_VERSION), the oldest kerasswa declares; $(PYTHON_OLDEST) is missing or another version:" \
+			"install it (pyenv install $(PYTHON_OLDEST_VERSION)) or name it: make test-python-oldest PYTHON_OLDEST=/path/to/python$(PYTHON_OLDEST_VERSION)" >&2; exit 1; }
+	@echo "Creating $(OLDEST_VENV) with Python $(PYTHON_OLDEST_VERSION) and the oldest versions declared (once) ..."
+	@rm -rf $(OLDEST_VENV) && $(PYTHON_OLDEST) -m venv $(OLDEST_VENV)
+	@$(OLDEST_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements/oldest.txt 2>&1 \
+		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	@broken=$$($(OLDEST_VENV)/bin/python -m pip check --disable-pip-version-check) || { echo "$$broken" >&2; exit 1; }
+	@touch $@
+
+.PHONY: test-python-oldest
+test-python-oldest: $(OLDEST_STAMP)
+	@echo "=== pytest, KERAS_BACKEND=jax, the oldest versions declared ==="
+	@mkdir -p .cache
+	@KERAS_BACKEND=jax $(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider --basetemp=$(abspath .cache)/pytest-oldest \
+		--doctest-modules python/kerasswa tests/python
+
 # Every test, its parts side by side: on this 2-core machine each testthat
 # pass, R CMD check and the site build is one busy R process, so running
 # TEST_JOBS parts at a time (pytest then with one worker per backend) keeps
