@@ -55,7 +55,9 @@ export R_LIBS := $(abspath $(RLIB))
 # No __pycache__ beside the sources (python/ and its copy under inst/ must stay equal).
 export PYTHONDONTWRITEBYTECODE := 1
 # pip on this kind of machine warns about missing mirror folders; hide only that.
-PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
+# In braces, so that `pip ... | $(PIP_QUIET)` still fails when pip does (with
+# pipefail); a bare `|| true` would cover the whole pipeline.
+PIP_QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 # TensorFlow writes a line about its oneDNN kernels (and one about absl's
 # logging) to stderr when it loads, whatever TF_CPP_MIN_LOG_LEVEL says: not
 # for the reader of `make demo` or of the install steps, so those two go.
@@ -77,7 +79,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 BACKENDS := tensorflow jax torch
 PYTHON_TESTS := $(addprefix test-python-,$(BACKENDS))
 
-.PHONY: help demo test test-parts bench test-python $(PYTHON_TESTS) test-r test-r-tensorflow test-r-jax test-r-setups test-r-oldest check-r check-r-cran test-install docs install-python install-r-deps install-r \
+.PHONY: help demo test test-parts bench test-python $(PYTHON_TESTS) test-r test-r-tensorflow test-r-jax test-r-setups test-r-oldest test-python-oldest check-r check-r-cran test-install docs install-python install-r-deps install-r \
 	python-copy dist fuzz \
 	site site-test install-site-deps
 
@@ -132,6 +134,32 @@ $(PYTHON_TESTS): test-python-%: install-python
 	@mkdir -p $(abspath .cache)
 	@KERAS_BACKEND=$* $(PY) -m pytest -q -p no:cacheprovider --basetemp=$(abspath .cache)/pytest-$* \
 		$(if $(filter-out 1,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS)) --doctest-modules python/kerasswa tests/python
+
+# The Python tests on JAX with the oldest Keras, NumPy and JAX that kerasswa
+# declares (requirements/oldest.txt), on the oldest Python it declares, in a
+# virtualenv of their own (made once; every package is pinned, and pip check
+# says whether the pins fit together). PYTHON_OLDEST: that Python, from pyenv
+# or PATH, or as `make test-python-oldest PYTHON_OLDEST=/path/to/python3.9`.
+PYTHON_OLDEST_VERSION := 3.9
+PYTHON_OLDEST ?= $(firstword $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/$(PYTHON_OLDEST_VERSION).*/bin/python$(PYTHON_OLDEST_VERSION)) python$(PYTHON_OLDEST_VERSION))
+OLDEST_VENV := .cache/venv-oldest
+OLDEST_STAMP := $(OLDEST_VENV)/.installed
+
+$(OLDEST_STAMP): requirements/oldest.txt
+	@$(PYTHON_OLDEST) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(PYTHON_OLDEST_VERSION)")' 2>/dev/null || { \
+		echo "test-python-oldest needs Python $(PYTHON_OLDEST_VERSION), the oldest kerasswa declares; $(PYTHON_OLDEST) is missing or another version:" \
+			"install it (pyenv install $(PYTHON_OLDEST_VERSION)) or name it: make test-python-oldest PYTHON_OLDEST=/path/to/python$(PYTHON_OLDEST_VERSION)" >&2; exit 1; }
+	@echo "Creating $(OLDEST_VENV) with Python $(PYTHON_OLDEST_VERSION) and the oldest versions declared (once) ..."
+	@rm -rf $(OLDEST_VENV) && $(PYTHON_OLDEST) -m venv $(OLDEST_VENV)
+	@$(OLDEST_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements/oldest.txt 2>&1 | $(PIP_QUIET)
+	@broken=$$($(OLDEST_VENV)/bin/python -m pip check --disable-pip-version-check) || { echo "$$broken" >&2; exit 1; }
+	@touch $@
+
+test-python-oldest: $(OLDEST_STAMP)
+	@echo "=== pytest, KERAS_BACKEND=jax, the oldest versions declared ==="
+	@mkdir -p .cache
+	@KERAS_BACKEND=jax $(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider --basetemp=$(abspath .cache)/pytest-oldest \
+		--doctest-modules python/kerasswa tests/python
 
 # Every test, its parts side by side: on this 2-core machine each testthat
 # pass, R CMD check and the site build is one busy R process, so running
@@ -423,4 +451,4 @@ site-test: $(SITE_STAMP) install-site-deps
 # then the longest parts first, so that none is left running alone at the end.
 test-parts: install-python install-r install-site-deps $(R_KERAS_STAMP) \
 	check-r test-python-tensorflow test-python-jax site-test test-r-setups \
-	test-python-torch test-r-jax test-r-oldest test-install check-r-cran
+	test-python-torch test-r-jax test-r-oldest test-python-oldest test-install check-r-cran

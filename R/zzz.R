@@ -19,8 +19,9 @@ the <- new.env(parent = emptyenv())
   reticulate::py_register_load_hook("keras", import_kerasswa)
 }
 
-# Keras 3.6 is the oldest Keras that kerasswa supports (pyproject.toml).
-kerasswa_python_requirements <- "keras>=3.6"
+# The dependencies of pyproject.toml, whose floors `make test-python-oldest`
+# tests (tests/python/test_packaging.py checks that the two lists agree).
+kerasswa_python_requirements <- c("keras>=3.8", "numpy>=1.23")
 
 swa_python <- function() {
   if (is.null(the$module)) {

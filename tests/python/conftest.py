@@ -21,6 +21,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 BACKEND = keras.config.backend()
+# (major, minor), for the few tests of what older Keras lacks.
+KERAS_VERSION = tuple(int(part) for part in keras.__version__.split(".")[:2])
 
 # `jit_compile` settings to test a feature under. On PyTorch `jit_compile=True`
 # is `torch.compile`, which takes 10-30 s per model here: test_training.py

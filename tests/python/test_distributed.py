@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import BACKEND
+from conftest import BACKEND, KERAS_VERSION
 
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "distributed_run.py"
 TIMEOUT = 180  # seconds for one run; each takes about 10 here
@@ -127,6 +127,11 @@ def test_jax_data_parallel_equals_single_device(jax_single, tmp_path):
 def test_jax_model_parallel_shards_the_averages_like_their_weights(jax_single, tmp_path):
     _finish(_run("jax_model_parallel", tmp_path / "parallel.npz"))
     _compare(jax_single, tmp_path / "parallel.npz")
+    if KERAS_VERSION < (3, 10):
+        pytest.skip(
+            "the same averages, not sharded: Keras < 3.10 gives an optimizer "
+            "variable no layout of its weight (`add_variable` takes none)"
+        )
     shardings = np.load(tmp_path / "parallel.npz")
     # The hidden kernel (4, 4) is split on its last axis; SWAG's deviations
     # (3, 4, 4) on their last axis too, with the rank axis whole.
@@ -135,4 +140,5 @@ def test_jax_model_parallel_shards_the_averages_like_their_weights(jax_single, t
     assert str(shardings[f"{kernel}/average"]) == "(None, 'model')"
     assert str(shardings[f"{kernel}/second_moment"]) == "(None, 'model')"
     assert str(shardings[f"{kernel}/deviations"]) == "(None, None, 'model')"
-    assert str(shardings["sharding/out/kernel/deviations"]) == "(None, None, None)"
+    # Replicated, as its weight is (JAX 0.4.30 writes that spec as `()`).
+    assert str(shardings["sharding/out/kernel/deviations"]) in ("(None, None, None)", "()")

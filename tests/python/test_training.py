@@ -196,7 +196,10 @@ def test_counts_written_eagerly_go_on_across_blocks_resets_and_donated_buffers()
 
         written = optimizer._iterations.value
         optimizer._iterations.assign(jax.jit(lambda count: count + 1, donate_argnums=0)(written))
-        assert written.is_deleted()
+        # JAX 0.4.30 does not free a donated array that came out of iterating
+        # another (the block): free it as newer JAX does.
+        if not written.is_deleted():
+            written.delete()
     optimizer._iterations.assign(1029)
     optimizer.apply([grad], [weight])  # count 1030 again: its array may be gone
     assert optimizer.update_count == 1030

@@ -239,6 +239,12 @@ class SWACallback(keras.callbacks.Callback):
                 verbose=0,
                 return_dict=True,
             )
+        if _evaluate_forgets_fit_layouts():
+            # On Keras 3.9-3.11, JAX's `evaluate` called inside `fit` clears
+            # the variable layouts that fit's next step reads (a TypeError
+            # there when the step is not jit-compiled; Keras 3.12 keeps no
+            # such state). Any `*_on_batch` call records them again.
+            model.predict_on_batch(keras.tree.map_structure(lambda a: a[:1], x))
         return {f"val_swa_{name}": float(value) for name, value in results.items()}
 
     @contextlib.contextmanager
@@ -290,6 +296,11 @@ class SWACallback(keras.callbacks.Callback):
         )
         self._swa.assign_average_vars(model.variables)
         self._apply_average_statistics(model)
+
+
+def _evaluate_forgets_fit_layouts() -> bool:
+    version = tuple(int(part) for part in keras.version().split(".")[:2])
+    return keras.config.backend() == "jax" and (3, 9) <= version < (3, 12)
 
 
 def _check_validation_data(validation_data: Any) -> None:

@@ -257,10 +257,12 @@ class SWA(keras.optimizers.Optimizer):
             name="snapshot_count",
         )
         # Variables overwritten with their gradient (float8 scaling factors)
-        # are not weights and get no average.
+        # are not weights and get no average. The attribute itself, not the
+        # private method newer Keras optimizers wrap it in (Keras 3.8 lacks
+        # it); raw tf.Variables have no such attribute.
         self._averages = [
             None
-            if self._overwrite_variable_with_gradient(variable)
+            if getattr(variable, "overwrite_with_gradient", False)
             else self.add_variable_from_reference(variable, name="swa_average")
             for variable in var_list
         ]
@@ -519,10 +521,14 @@ class SWA(keras.optimizers.Optimizer):
             # Under JAX tracing a branch must not assign: both branches
             # return values, assigned after the `cond`. (XLA gives this
             # conditional no copies: JAX donates the state.)
+            # A new function per call, not the bound method: JAX 0.4.30
+            # caches a branch's trace by the function, and an equal bound
+            # method brings back the state tracers of an earlier trace (a
+            # retrace for a smaller last batch fails).
             state = self._snapshot_state()
             values = keras_backend.cond(
                 take,
-                self._snapshot_values,
+                lambda: self._snapshot_values(),
                 lambda: [_kernels.read(v) for v in state],
             )
             for variable, value in zip(state, values):

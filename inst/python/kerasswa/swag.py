@@ -4,6 +4,7 @@ Bayesian model averaging with it (Maddox et al., 2019)."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from typing import Any, Iterator, Optional, Sequence, Union
 
@@ -110,6 +111,7 @@ class SWAG(SWA):
     def _build_moments(self, var_list) -> None:
         self._second_moments = []
         self._deviations = []
+        takes_layout = "layout" in inspect.signature(self.add_variable).parameters
         for variable, average in zip(var_list, self._averages):
             if average is None:
                 self._second_moments.append(None)
@@ -118,12 +120,15 @@ class SWAG(SWA):
             self._second_moments.append(
                 self.add_variable_from_reference(variable, name="swag_second_moment")
             )
+            # Keras < 3.10 takes no layout here (nor gives the averages their
+            # weight's: all of them are then replicated).
+            layout = _with_whole_leading_axis(getattr(variable, "_layout", None))
             self._deviations.append(
                 self.add_variable(
                     shape=(self.max_rank,) + tuple(variable.shape),
                     dtype=variable.dtype,
-                    layout=_with_whole_leading_axis(getattr(variable, "_layout", None)),
                     name=_reference_name(variable, "swag_deviations"),
+                    **({"layout": layout} if takes_layout else {}),
                 )
                 if self.max_rank
                 else None
@@ -440,4 +445,12 @@ def _with_whole_leading_axis(layout):
 
     if isinstance(layout, TensorLayout):
         return TensorLayout((None,) + tuple(layout.axes), layout.device_mesh)
+    if keras.config.backend() == "jax":
+        import jax
+
+        # Keras < 3.15 keeps a weight's layout as JAX's own sharding.
+        if isinstance(layout, jax.sharding.NamedSharding):
+            return jax.sharding.NamedSharding(
+                layout.mesh, jax.sharding.PartitionSpec(None, *layout.spec)
+            )
     return None
