@@ -15,6 +15,12 @@ _SOURCES = str(pathlib.Path(__file__).resolve().parents[2] / "python")
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (_SOURCES, os.environ.get("PYTHONPATH")) if p
 )
+# Hypothesis keeps its files (the example database is off, but not all of
+# them) under .cache/, not in a .hypothesis/ folder wherever pytest started.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY",
+    str(pathlib.Path(__file__).resolve().parents[2] / ".cache" / "hypothesis"),
+)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
