@@ -362,6 +362,7 @@ class PostHocEMACheckpoint(keras.callbacks.Callback):
         self._optimizer: Optional[PostHocEMA] = None
         self._last_batch = -1
         self._batches_since_save = 0
+        self._saved_count: Optional[int] = None
 
     def on_train_begin(self, logs=None):
         self._optimizer = _find_swa(self.model, PostHocEMA, "PostHocEMACheckpoint")
@@ -373,6 +374,7 @@ class PostHocEMACheckpoint(keras.callbacks.Callback):
             ) from None
         self._last_batch = -1
         self._batches_since_save = 0
+        self._saved_count = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._last_batch = -1
@@ -396,9 +398,13 @@ class PostHocEMACheckpoint(keras.callbacks.Callback):
         self._save()
 
     def _save(self) -> None:
-        self.model  # On JAX, this brings the optimizer's variables up to date.
-        if self._optimizer.snapshot_count == 0:
+        _ = self.model  # On JAX, this brings the optimizer's variables up to date.
+        count = self._optimizer.snapshot_count
+        # Nothing to save yet, or the file of this count written already (the
+        # end of training just after the end of an epoch).
+        if count == 0 or count == self._saved_count:
             return
+        self._saved_count = count
         path = self._optimizer.save_profiles(self.folder)
         if self.verbose:
             io_utils.print_msg(f"PostHocEMACheckpoint: saved {path}")
@@ -417,8 +423,8 @@ def posthoc_ema(
     """Rebuilds a power EMA from saved profiles and assigns it to a model.
 
     Reads the files that `PostHocEMA.save_profiles` wrote to `folder`,
-    finds the combination of the saved profiles that ending no later than
-    `snapshot_count` best approximates the power-function profile of
+    finds the combination of the saved profiles (those that end no later
+    than `snapshot_count`) that best approximates the power-function profile of
     relative width `sigma_rel` (or exponent `gamma`) ending at
     `snapshot_count` (least squares in float64 over their closed-form inner
     products, scaled to sum 1; see `kerasswa.posthoc`), and assigns the same
