@@ -294,19 +294,25 @@ def gamma_of_sigma_rel(sigma_rel: float) -> float:
     (16.97, 6.94)
     """
     sigma_rel = check_sigma_rel("sigma_rel", sigma_rel)
-    s2 = sigma_rel * sigma_rel
-    # s2 * (g**3 + 7 g**2 + 16 g + 12) - (g + 1): one root >= 0 for s2 <= 1/12,
-    # where the width falls from sqrt(1/12) at g = 0 to 0 as g grows.
-    roots = np.roots([s2, 7.0 * s2, 16.0 * s2 - 1.0, 12.0 * s2 - 1.0])
-    real = roots[np.abs(roots.imag) <= 1e-7 * np.maximum(1.0, np.abs(roots.real))].real
-    gamma = float(max(real.max(), 0.0))
-    # Newton steps on the width itself polish the root to float64.
-    for _ in range(3):
-        width = sigma_rel_of_gamma(gamma)
+    # The width falls from sqrt(1/12) at g = 0 towards 1/g as g grows, so the
+    # root lies in [0, 2/sigma_rel + 2]. Bisection there (on the logarithm,
+    # to cover every scale) then Newton steps: no cubic formula, whose
+    # leading coefficient sigma_rel**2 underflows for narrow profiles.
+    low, high = 0.0, 2.0 / sigma_rel + 2.0
+    for _ in range(200):
+        middle = math.expm1(0.5 * (math.log1p(low) + math.log1p(high)))
+        if middle in (low, high):
+            break
+        if sigma_rel_of_gamma(middle) > sigma_rel:
+            low = middle
+        else:
+            high = middle
+    gamma = low if sigma_rel_of_gamma(low) - sigma_rel < sigma_rel - sigma_rel_of_gamma(high) else high
+    for _ in range(2):
         slope = _width_slope(gamma)
         if slope == 0.0:
             break
-        gamma = max(gamma - (width - sigma_rel) / slope, 0.0)
+        gamma = max(gamma - (sigma_rel_of_gamma(gamma) - sigma_rel) / slope, 0.0)
     return gamma
 
 
@@ -342,6 +348,12 @@ def check_sigma_rel(name: str, value: Any) -> float:
             f"`{name}` must be in (0, sqrt(1/12) = {MAX_SIGMA_REL:.4f}]: a "
             "power-function profile is at most as wide as the plain mean "
             f"(gamma = 0). Received: {name}={value!r}"
+        )
+    # gamma is about 1 / sigma_rel, and the backends use it in float32.
+    if 1.0 / as_float > _validation._FLOAT32_MAX / 2:
+        raise ValueError(
+            f"`{name}` is too small: the exponent of so narrow a profile, about "
+            f"1/{name}, exceeds float32's range. Received: {name}={value!r}"
         )
     return min(as_float, MAX_SIGMA_REL)
 

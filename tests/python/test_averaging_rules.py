@@ -43,7 +43,7 @@ def test_sigma_rel_and_gamma_match_the_issue_and_the_width_formula():
     # The figures of issue 24 / EDM2: 0.05 is gamma 16.97, 0.10 is 6.94.
     assert PowerEMA(sigma_rel=0.05).gamma == pytest.approx(16.97, abs=0.005)
     assert PowerEMA(sigma_rel=0.10).gamma == pytest.approx(6.94, abs=0.005)
-    for sigma_rel in (1e-3, 0.02, 0.05, 0.07, 0.1, 0.2, 0.28, MAX_SIGMA_REL):
+    for sigma_rel in (1e-30, 1e-6, 1e-3, 0.02, 0.05, 0.07, 0.1, 0.2, 0.28, MAX_SIGMA_REL):
         g = gamma_of_sigma_rel(sigma_rel)
         assert g >= 0
         # sigma_rel**2 (g+2)**2 (g+3) = g+1, the defining cubic.
@@ -247,6 +247,7 @@ def test_power_ema_given_by_gamma_or_sigma_rel_saves_what_was_given():
         (lambda: PowerEMA(sigma_rel=-0.1), ValueError, "`sigma_rel`.*-0.1"),
         (lambda: PowerEMA(sigma_rel=0.3), ValueError, "`sigma_rel`.*0.2887.*sigma_rel=0.3"),
         (lambda: PowerEMA(sigma_rel=math.nan), ValueError, "`sigma_rel`.*nan"),
+        (lambda: PowerEMA(sigma_rel=1e-320), ValueError, "`sigma_rel` is too small.*sigma_rel=1e-320"),
         (lambda: PowerEMA(sigma_rel="0.1"), TypeError, "`sigma_rel`.*'0.1'"),
         (lambda: PowerEMA(sigma_rel=True), TypeError, "`sigma_rel`.*True"),
         (lambda: PowerEMA(gamma=-1.0), ValueError, "`gamma`.*>= 0.*gamma=-1.0"),
