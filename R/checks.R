@@ -86,16 +86,17 @@ as_optional_rate <- function(x, allow_zero = FALSE,
           expected = "NULL or a single finite number")
 }
 
-# The averaging rule of SWA: "mean", or the decay of an exponential moving
-# average, strictly between 0 and 1 (1 would never move, 0 is no average).
+# The averaging rule of SWA: "mean", the decay of an exponential moving
+# average, strictly between 0 and 1 (1 would never move, 0 is no average), or
+# a rule made by averaging_ema() or averaging_power_ema().
 as_averaging <- function(x, arg = deparse(substitute(x)),
                          call = sys.call(-1L)) {
-  if (identical(x, "mean"))
+  if (identical(x, "mean") || is_averaging_rule(x))
     return(x)
   if (!is_single_number(x) || x <= 0 || x >= 1)
     stop_bad_argument(arg, x, paste(
-      "\"mean\" or a single number in (0, 1), the decay of an exponential",
-      "moving average"), call)
+      "\"mean\", a single number in (0, 1) (the decay of an exponential",
+      "moving average), averaging_ema() or averaging_power_ema()"), call)
   as.double(x)
 }
 

@@ -38,17 +38,20 @@
 #' @param lr Deprecated alias of `learning_rate`, kept for code written for
 #'   Keras 2 and tfaddons. Gives a deprecation warning.
 #' @param averaging How the snapshots are averaged: `"mean"` (the default),
-#'   their plain mean, or a single number `d` in (0, 1), the decay of an
-#'   exponential moving average (EMA) over the same snapshots. The first
-#'   snapshot copies the weights, and each later one makes the average
-#'   `d * avg + (1 - d) * w`. An EMA kept in a buffer that starts at zero
-#'   (as PyTorch's `WeightAverage` did) is pulled towards zero early on:
-#'   after `n` snapshots the weights of the snapshots in it add up to
+#'   their plain mean; a single number `d` in (0, 1), the decay of an
+#'   exponential moving average (EMA) over the same snapshots;
+#'   [averaging_ema()], an EMA whose decay warms up; or
+#'   [averaging_power_ema()], the power-function EMA of EDM2. With a number
+#'   `d`, the first snapshot copies the weights, and each later one makes
+#'   the average `d * avg + (1 - d) * w`. An EMA kept in a buffer that starts
+#'   at zero (as PyTorch's `WeightAverage` did) is pulled towards zero early
+#'   on: after `n` snapshots the weights of the snapshots in it add up to
 #'   `1 - d^n`, not 1, and it needs a bias correction (a division by
 #'   `1 - d^n`, as in Adam). Starting from a copy of the first snapshot needs
 #'   no correction: the average is a weighted mean of the snapshots from the
-#'   first one on. `"mean"` and a decay are both kept when the model is
-#'   saved.
+#'   first one on (every rule here starts so). Every rule counts snapshots,
+#'   not updates, and is kept when the model is saved. To choose the length
+#'   of a power EMA after training, see [optimizer_posthoc_ema()].
 #' @param ... Two more arguments of the Python `SWA` class, by name:
 #'   `global_clipnorm` (`NULL`, or a number > 0: all gradients together are
 #'   clipped to this global norm) and `learning_rate` (`NULL`, or a number >

@@ -175,31 +175,6 @@ def _required_parameters(function: Any) -> list:
     ]
 
 
-def check_averaging(value: Any) -> Union[str, float]:
-    """`"mean"`, or the decay of an exponential moving average: a float in
-    (0, 1)."""
-    if isinstance(value, str):
-        if value == "mean":
-            return "mean"  # A plain `str`, also for NumPy's `str_`.
-        raise ValueError(
-            '`averaging` must be "mean" or a decay in (0, 1) for an '
-            f"exponential moving average. Received: averaging={value!r}"
-        )
-    value = _unwrap_0d(value)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            '`averaging` must be "mean" or a float in (0, 1). '
-            f"Received: averaging={_describe(value)}"
-        )
-    decay = float(value)
-    if not 0.0 < decay < 1.0:
-        raise ValueError(
-            '`averaging` must be "mean" or a float strictly between 0 and 1 '
-            f"(the weight of the old average). Received: averaging={value!r}"
-        )
-    return decay
-
-
 def check_bool(name: str, value: Any) -> bool:
     """Returns `value` if it is a boolean (Python or NumPy)."""
     value = _unwrap_0d(value)

@@ -12,7 +12,8 @@ from keras import ops
 
 from kerasswa import _kernels, _validation
 from kerasswa.batchnorm import _inputs_of, _is_array_data, _shown, _update_bn, check_data
-from kerasswa.swa import SWA, _find_swa, _restored, averaging_factor
+from kerasswa.averaging import averaging_factor
+from kerasswa.swa import SWA, _find_swa, _restored
 
 
 # The attribute of the SWA optimizer where a finished `fit` leaves the training

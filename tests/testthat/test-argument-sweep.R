@@ -61,6 +61,14 @@ sweep_cases <- function() {
                                            average_period = 1))
   swag_model <- trained_model(optimizer_swag(optimizer_sgd(0.05),
                                              average_period = 1))
+  # 4 updates with saves after each: posthoc_ema() rebuilds from them.
+  posthoc_folder <- tempfile("sweep")
+  posthoc_model <- keras_model_sequential(input_shape = 4) |> layer_dense(1)
+  posthoc_model |> compile(optimizer = optimizer_posthoc_ema(optimizer_sgd(0.05)),
+                           loss = "mse")
+  posthoc_model |> fit(data$x, data$y, batch_size = 4, epochs = 1, verbose = 0,
+                       callbacks = list(callback_posthoc_ema_checkpoint(
+                         posthoc_folder, save_freq = 1)))
   fit_with <- function(callback, arg) {
     model <- trained_model(optimizer_swa(optimizer_sgd(0.05),
                                          start_averaging = 2,
@@ -86,6 +94,39 @@ sweep_cases <- function() {
          args = c("start_averaging", "average_period", "max_rank",
                   "var_clamp"),
          works = train_and_reload),
+    list(name = "averaging_ema", fun = averaging_ema, fixed = list(),
+         args = c("decay", "min_decay", "inv_gamma", "power"),
+         works = function(rule, arg)
+           train_and_reload(optimizer_swa(optimizer_sgd(0.05), average_period = 1,
+                                          averaging = rule), arg)),
+    list(name = "averaging_power_ema", fun = averaging_power_ema, fixed = list(),
+         args = c("sigma_rel", "gamma"),
+         works = function(rule, arg)
+           train_and_reload(optimizer_swa(optimizer_sgd(0.05), average_period = 1,
+                                          averaging = rule), arg)),
+    list(name = "optimizer_posthoc_ema", fun = optimizer_posthoc_ema,
+         fixed = function() list(optimizer_sgd(0.05)),
+         args = c("sigma_rels", "start_averaging", "average_period"),
+         works = train_and_reload),
+    list(name = "callback_posthoc_ema_checkpoint", fun = callback_posthoc_ema_checkpoint,
+         fixed = function() list(tempfile("sweep")),
+         args = c("save_freq", "verbose"),
+         works = function(callback, arg) {
+           model <- trained_model(optimizer_posthoc_ema(optimizer_sgd(0.05)))
+           model |> fit(data$x, data$y, batch_size = 4, epochs = 1, verbose = 0,
+                        callbacks = list(callback))
+           length(list.files(callback$folder)) > 0L
+         }),
+    list(name = "posthoc_ema", fun = posthoc_ema,
+         fixed = list(posthoc_model, posthoc_folder, sigma_rel = 0.1),
+         args = c("sigma_rel", "gamma", "snapshot_count"),
+         works = function(error, arg)
+           is.finite(error) && all(is.finite(unlist(get_weights(posthoc_model))))),
+    list(name = "posthoc_ema_error", fun = posthoc_ema_error,
+         fixed = list(0.1, total_updates = 100, save_every = 10),
+         args = c("sigma_rel", "total_updates", "save_every", "sigma_rels",
+                  "start_averaging", "average_period"),
+         works = function(error, arg) all(is.finite(error))),
     list(name = "callback_swa", fun = callback_swa, fixed = list(),
          args = c("bn_batch_size", "bn_steps", "validation_batch_size",
                   "finish_after_epoch", "average_non_trainable", "verbose"),

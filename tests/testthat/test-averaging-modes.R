@@ -192,7 +192,7 @@ test_that("bad averaging modes, manual starts and start epochs are refused in R"
           "c\\(0.5, 0.9\\)")
   refused(optimizer_swa("sgd", averaging = NULL), "averaging", "NULL")
   expect_error(optimizer_swa("sgd", averaging = 1.5),
-               "\"mean\" or a single number in \\(0, 1\\)")
+               "\"mean\", a single number in \\(0, 1\\).*averaging_ema\\(\\)")
 
   # start_averaging may be NULL now, and the message says so.
   refused(optimizer_swa("sgd", start_averaging = -1), "start_averaging", "-1")

@@ -96,9 +96,36 @@ bad_inputs <- list(
   bad_input(optimizer_swa(inner, sequential_update = NA), R_REFUSAL,
             "^`sequential_update` must be TRUE or FALSE.*= NA$"),
   bad_input(optimizer_swa(inner, averaging = "ema"), R_REFUSAL,
-            "^`averaging` must be \"mean\" or a single number in \\(0, 1\\).*= \"ema\"$"),
+            "^`averaging` must be \"mean\", a single number in \\(0, 1\\).*averaging_ema\\(\\).*= \"ema\"$"),
   bad_input(optimizer_swa(inner, averaging = 1), R_REFUSAL,
-            "^`averaging` must be \"mean\" or a single number in \\(0, 1\\).*= 1$"),
+            "^`averaging` must be \"mean\", a single number in \\(0, 1\\).*= 1$"),
+
+  # averaging_ema(), averaging_power_ema(): the rules.
+  bad_input(averaging_ema(decay = 1), R_REFUSAL,
+            "^`decay` must be a single number in \\(0, 1\\).*= 1$"),
+  bad_input(averaging_ema(0.9, min_decay = 0.95), R_REFUSAL,
+            "^`min_decay` must be a single number in \\[0, decay\\].*= 0.95$"),
+  bad_input(averaging_power_ema(sigma_rel = 0.5), R_REFUSAL,
+            "^`sigma_rel` must be a single number in \\(0, sqrt\\(1/12\\).*= 0.5$"),
+  bad_input(averaging_power_ema(gamma = -1), R_REFUSAL,
+            "^`gamma` must be a single finite number >= 0.*= -1$"),
+
+  # optimizer_posthoc_ema(), callback_posthoc_ema_checkpoint(),
+  # posthoc_ema(), posthoc_ema_error().
+  bad_input(optimizer_posthoc_ema(inner, sigma_rels = c(0.1, 0.1)), R_REFUSAL,
+            "^`sigma_rels` must be a numeric vector of distinct numbers.*= c\\(0.1, 0.1\\)$"),
+  bad_input(optimizer_posthoc_ema(inner, averaging = 0.9), R_REFUSAL,
+            "^optimizer_posthoc_ema\\(\\) keeps one power EMA .*= 0.9$"),
+  bad_input(callback_posthoc_ema_checkpoint(tempdir(), save_freq = 0), R_REFUSAL,
+            "^`save_freq` must be \"epoch\" or a single whole number >= 1.*= 0$"),
+  bad_input(posthoc_ema(x, tempdir(), 0.1), R_REFUSAL,
+            "^`model` must be a Keras model.\nReceived: model = <double array"),
+  bad_input(posthoc_ema(model, tempdir(), 0.1, 0.2), R_REFUSAL,
+            "^Give exactly one of `sigma_rel` and `gamma`"),
+  bad_input(posthoc_ema(model, file.path(tempdir(), "no-such-folder"), 0.1), "ValueError",
+            "`folder` is not a folder.*no-such-folder"),
+  bad_input(posthoc_ema_error(0.1, 100, 0), R_REFUSAL,
+            "^`save_every` must be a single whole number >= 1.*= 0$"),
 
   # optimizer_swag(): its own arguments (the others are optimizer_swa()'s).
   bad_input(optimizer_swag(inner, max_rank = -1), R_REFUSAL,
@@ -224,7 +251,11 @@ bad_inputs <- list(
             "SWACallback\\(start_epoch=1\\) takes the snapshots itself.*`start_averaging=None`"),
   bad_input(fit(plain, x, y, epochs = 1, verbose = 0,
                 callbacks = list(callback_swa())), "TypeError",
-            "SWACallback needs a model compiled with a kerasswa.SWA optimizer.*optimizer is <keras\\..*SGD")
+            "SWACallback needs a model compiled with a kerasswa.SWA optimizer.*optimizer is <keras\\..*SGD"),
+  # `model` has one SWA average, not the power EMAs of a post-hoc EMA.
+  bad_input(fit(model, x, y, epochs = 1, verbose = 0,
+                callbacks = list(callback_posthoc_ema_checkpoint(tempdir()))), "TypeError",
+            "PostHocEMACheckpoint needs a model compiled with a kerasswa.PostHocEMA optimizer")
 )
 
 # Runs `row$call` in `env` and expects its condition and message.

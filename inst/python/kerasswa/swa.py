@@ -19,6 +19,7 @@ from keras.src import backend as keras_backend
 from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from kerasswa import _kernels, _validation
+from kerasswa.averaging import Averaging, averaging_factor, check_averaging, serialize_averaging
 
 OptimizerLike = Union[keras.optimizers.Optimizer, str, dict]
 
@@ -71,11 +72,16 @@ class SWA(keras.optimizers.Optimizer):
     optimizer's). An update that the inner optimizer skips (while it
     accumulates gradients) is not counted and is never a snapshot.
 
-    With `averaging=d`, a float in (0, 1), the same snapshots feed an
-    exponential moving average instead: the first snapshot copies the
-    weights, each later one gives `d * avg + (1 - d) * w`. (PyTorch's
+    Other averaging rules take the same snapshots (see
+    `kerasswa.averaging`): with `averaging=d`, a float in (0, 1), an
+    exponential moving average, where the first snapshot copies the weights
+    and each later one gives `d * avg + (1 - d) * w` (PyTorch's
     `WeightAverage` started its buffer at zero, which biases the early
-    average towards zero; copying the first snapshot needs no correction.)
+    average towards zero; copying the first snapshot needs no correction);
+    `kerasswa.EMA(decay, ...)`, the same with a decay that warms up; and
+    `kerasswa.PowerEMA(sigma_rel=...)`, the power-function EMA of EDM2. Each
+    is a function of the number of snapshots, so with `average_period > 1`
+    it describes the same profile over the snapshots.
 
     With `start_averaging=None` no snapshot is taken automatically: call
     `take_snapshot()` whenever one is wanted (at the end of each epoch, of
@@ -109,8 +115,10 @@ class SWA(keras.optimizers.Optimizer):
             taken of the weights after the update that triggers it; if
             `False`, of the weights before that update.
         averaging: `"mean"` (the default), the plain mean of the snapshots;
-            or a float in (0, 1), the decay of an exponential moving average
-            over the same snapshots.
+            a float in (0, 1), the decay of an exponential moving average
+            over the same snapshots; `kerasswa.EMA(...)`, an exponential
+            moving average whose decay warms up; or
+            `kerasswa.PowerEMA(sigma_rel=...)`, the power-function EMA.
         clipnorm: Float > 0 or `None`. Clip each gradient to this norm
             before the inner optimizer sees it.
         clipvalue: Float > 0 or `None`. Clip each gradient element to
@@ -156,7 +164,7 @@ class SWA(keras.optimizers.Optimizer):
         average_period: int = 10,
         name: Optional[str] = None,
         sequential_update: bool = True,
-        averaging: Union[str, float] = "mean",
+        averaging: Averaging = "mean",
         clipnorm: Optional[float] = None,
         clipvalue: Optional[float] = None,
         global_clipnorm: Optional[float] = None,
@@ -191,7 +199,7 @@ class SWA(keras.optimizers.Optimizer):
         sequential_update = _validation.check_bool(
             "sequential_update", sequential_update
         )
-        averaging = _validation.check_averaging(averaging)
+        averaging = check_averaging(averaging)
         clipping = {
             arg: _validation.check_optional_number(arg, value, allow_zero=False)
             for arg, value in (
@@ -630,14 +638,16 @@ class SWA(keras.optimizers.Optimizer):
         ]
         return [w for w, _ in pairs], [a for _, a in pairs]
 
-    def _factors(self, count, averages) -> list:
-        """The blend factor of this snapshot for each average (one tensor
-        per dtype): `1 / (n + 1)` for the mean; for the moving average, 1 at
-        the first snapshot (a copy) and `1 - decay` after."""
+    def _factors(self, count, averages, averaging: Optional[Averaging] = None) -> list:
+        """The blend factor of the snapshot that follows `count` snapshots
+        for each of `averages` (one tensor per dtype), by the rule
+        `averaging` (this optimizer's by default): the one place where a
+        snapshot asks its rule how much it counts."""
+        averaging = self.averaging if averaging is None else averaging
         by_dtype = {}
         for average in averages:
             if average.dtype not in by_dtype:
-                by_dtype[average.dtype] = averaging_factor(self.averaging, count, average.dtype)
+                by_dtype[average.dtype] = averaging_factor(averaging, count, average.dtype)
         return [by_dtype[average.dtype] for average in averages]
 
     def _update_moments_in_place(self, weights, factors, count) -> None:
@@ -909,7 +919,7 @@ class SWA(keras.optimizers.Optimizer):
             "start_averaging": self.start_averaging,
             "average_period": self.average_period,
             "sequential_update": self.sequential_update,
-            "averaging": self.averaging,
+            "averaging": serialize_averaging(self.averaging),
             "clipnorm": self.clipnorm,
             "clipvalue": self.clipvalue,
             "global_clipnorm": self.global_clipnorm,
@@ -964,23 +974,6 @@ class _CountArrays:
             self._first, index = count, 0
             self._arrays = list(jax.device_put(np.arange(count, count + self.BLOCK, dtype=dtype)))
         return self._arrays[index]
-
-
-def averaging_factor(averaging: Union[str, float], count, dtype):
-    """The weight of the new snapshot when `count` snapshots came before:
-    `1 / (count + 1)` for the mean; 1 for the first snapshot, then
-    `1 - decay`, for an exponential moving average. `count` may be a tensor
-    or a Python int; the factor is a tensor of `dtype`."""
-    count = ops.convert_to_tensor(count)
-    if averaging == "mean":
-        return ops.divide(
-            ops.convert_to_tensor(1.0, dtype), ops.cast(count + 1, dtype)
-        )
-    return ops.where(
-        ops.equal(count, 0),
-        ops.convert_to_tensor(1.0, dtype),
-        ops.convert_to_tensor(1.0 - averaging, dtype),
-    )
 
 
 def _find_swa(model, kind: type = SWA, user: str = "SWACallback") -> SWA:
