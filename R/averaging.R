@@ -53,7 +53,7 @@
 #' @family averaging rules
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' rule <- averaging_power_ema(sigma_rel = 0.10)
 #' rule$gamma

@@ -20,6 +20,9 @@
 #' @param average_period The number of updates between two snapshots, a
 #'   whole number >= 1. The default, `1`, averages every update, as EDM2
 #'   does.
+#' @param name The name of the optimizer, and the prefix of the names of
+#'   its variables: a string, or `NULL` (the default) for a name of its own
+#'   (`"post_hoc_ema"`, then `"post_hoc_ema_1"`, ...).
 #' @param ... Other arguments of [optimizer_swa()], by name:
 #'   `sequential_update`, `clipnorm`, `clipvalue`, `global_clipnorm`,
 #'   `decay`, `lr` and `learning_rate`, with the same meaning and checks.
@@ -44,7 +47,7 @@
 #' @family post-hoc EMA functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' model <- keras_model_sequential(input_shape = 4) |> layer_dense(1)
 #' model |> compile(
@@ -72,7 +75,7 @@ optimizer_posthoc_ema <- function(optimizer,
                                   start_averaging = 0,
                                   average_period = 1,
                                   ...,
-                                  name = "PostHocEMA") {
+                                  name = NULL) {
   dots <- list(...)
   if ("averaging" %in% names(dots))
     stop_kerasswa(
@@ -125,7 +128,7 @@ optimizer_posthoc_ema <- function(optimizer,
 #' @family post-hoc EMA functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' model <- keras_model_sequential(input_shape = 4) |> layer_dense(1)
 #' model |> compile(optimizer = optimizer_posthoc_ema(optimizer_sgd(0.05)),
@@ -194,7 +197,7 @@ callback_posthoc_ema_checkpoint <- function(folder, save_freq = "epoch",
 #' @family post-hoc EMA functions
 #' @export
 #'
-#' @examplesIf reticulate::py_module_available("keras")
+#' @examplesIf interactive() || identical(Sys.getenv("NOT_CRAN"), "true") || nzchar(Sys.getenv("IN_PKGDOWN"))
 #' library(keras3)
 #' # How well do saves every 10,000 or 50,000 of 500,000 updates rebuild
 #' # widths 0.03 to 0.2 from the power EMAs of widths 0.05 and 0.10?

@@ -107,7 +107,9 @@ class PostHocEMA(SWA):
         average_period: Integer >= 1, as for `SWA`. Defaults to 1: a
             snapshot at every update, as in EDM2 (a power EMA has the same
             shape with any period, sampled more coarsely).
-        name: String. Name of the optimizer and prefix of its variables.
+        name: String or `None`. Name of the optimizer and prefix of its
+            variables; `None` (the default) gives a name of its own
+            (`"post_hoc_ema"`, then `"post_hoc_ema_1"`, ...), as for `SWA`.
         **kwargs: The other arguments of `SWA` (`sequential_update`,
             `clipnorm`, `learning_rate`, ...), except `averaging`.
 
@@ -121,14 +123,15 @@ class PostHocEMA(SWA):
     ...               loss="mse")
     >>> x = np.random.rand(64, 4).astype("float32")
     >>> y = x.sum(axis=1, keepdims=True)
-    >>> folder = tempfile.mkdtemp()
+    >>> folder = tempfile.TemporaryDirectory()
     >>> _ = model.fit(x, y, batch_size=8, epochs=8, verbose=0,
-    ...               callbacks=[PostHocEMACheckpoint(folder, save_freq=4)])
+    ...               callbacks=[PostHocEMACheckpoint(folder.name, save_freq=4)])
     >>> [round(g, 2) for g in model.optimizer.gammas]
     [16.97, 6.94]
-    >>> error = posthoc_ema(model, folder, sigma_rel=0.15)  # now in the model
+    >>> error = posthoc_ema(model, folder.name, sigma_rel=0.15)  # now in the model
     >>> bool(error < 0.05)
     True
+    >>> folder.cleanup()
     """
 
     def __init__(
@@ -137,7 +140,7 @@ class PostHocEMA(SWA):
         sigma_rels: Sequence[float] = (0.05, 0.10),
         start_averaging: Optional[int] = 0,
         average_period: int = 1,
-        name: str = "PostHocEMA",
+        name: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
         if "averaging" in kwargs:
@@ -246,8 +249,10 @@ class PostHocEMA(SWA):
         >>> opt = PostHocEMA(keras.optimizers.SGD(0.1))
         >>> for _ in range(5):
         ...     opt.apply([keras.ops.ones((2,))], [w])
-        >>> os.path.basename(opt.save_profiles(tempfile.mkdtemp()))
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> os.path.basename(opt.save_profiles(folder.name))
         'posthoc-ema-0000000005.npz'
+        >>> folder.cleanup()
         """
         folder = _check_folder(folder)
         if not self.built or self.snapshot_count == 0:
@@ -339,11 +344,12 @@ class PostHocEMACheckpoint(keras.callbacks.Callback):
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     >>> model.compile(optimizer=PostHocEMA("sgd"), loss="mse")
     >>> x, y = np.random.rand(32, 4), np.random.rand(32, 1)
-    >>> folder = tempfile.mkdtemp()
+    >>> folder = tempfile.TemporaryDirectory()
     >>> _ = model.fit(x, y, batch_size=8, epochs=3, verbose=0,
-    ...               callbacks=[PostHocEMACheckpoint(folder)])
-    >>> sorted(os.listdir(folder))  # after 4, 8 and 12 snapshots
+    ...               callbacks=[PostHocEMACheckpoint(folder.name)])
+    >>> sorted(os.listdir(folder.name))  # after 4, 8 and 12 snapshots
     ['posthoc-ema-0000000004.npz', 'posthoc-ema-0000000008.npz', 'posthoc-ema-0000000012.npz']
+    >>> folder.cleanup()
     """
 
     def __init__(self, folder: PathLike, save_freq: Union[str, int] = "epoch", verbose: int = 0) -> None:
@@ -463,20 +469,21 @@ def posthoc_ema(
     >>> from kerasswa import PostHocEMA, posthoc_ema
     >>> w = keras.Variable(np.zeros((1, 1), "float32"))
     >>> opt = PostHocEMA(keras.optimizers.SGD(1.0))  # sigma_rels 0.05, 0.10
-    >>> folder = tempfile.mkdtemp()
+    >>> folder = tempfile.TemporaryDirectory()
     >>> for step in range(100):  # w = 1, 2, ..., 100
     ...     opt.apply([keras.ops.full((1, 1), -1.0)], [w])
     ...     if (step + 1) % 10 == 0:
-    ...         _ = opt.save_profiles(folder)
+    ...         _ = opt.save_profiles(folder.name)
     >>> model = keras.Sequential([keras.Input((1,)),
     ...                          keras.layers.Dense(1, use_bias=False)])
-    >>> error = posthoc_ema(model, folder, sigma_rel=0.10)  # a saved profile
+    >>> error = posthoc_ema(model, folder.name, sigma_rel=0.10)  # a saved profile
     >>> print(round(error, 6), model.get_weights()[0].round(2))
     0.0 [[89.3]]
-    >>> error = posthoc_ema(model, folder, sigma_rel=0.07)  # between them
+    >>> error = posthoc_ema(model, folder.name, sigma_rel=0.07)  # between them
     >>> print(round(error, 3), model.get_weights()[0].round(2))
     0.009 [[92.93]]
     >>> # The power EMA of width 0.07 itself: 92.94, from the closed-form weights.
+    >>> folder.cleanup()
     """
     if not isinstance(model, keras.Model):
         raise TypeError(
