@@ -305,8 +305,10 @@ check-r-cran: $(R_TARBALL_STAMP)
 # has what the packages declare) go to folders of the check, not HOME;
 # TF_ENABLE_ONEDNN_OPTS=0 keeps TensorFlow's C++ start-up line out of the logs
 # (TF_CPP_MIN_LOG_LEVEL does not silence it). The first example to run pays
-# the import of TensorFlow (7-11 s): the check's own limit is raised to 30 s,
-# and check-log.R holds every other example to CRAN's 5 s.
+# the import of TensorFlow (5-6 s of CPU); the check's own limit on example
+# times is lifted (beside the other parts of `make test`, elapsed times stretch
+# several-fold), and check-log.R holds every other example to CRAN's 5 s of
+# CPU time.
 PY_CACHES = KERAS_HOME=$(abspath $(R_CHECK_DIR))/$(1)/caches/keras \
 	MPLCONFIGDIR=$(abspath $(R_CHECK_DIR))/$(1)/caches/matplotlib \
 	UV_CACHE_DIR=$(abspath $(R_CHECK_DIR))/$(1)/caches/uv UV_OFFLINE=1
@@ -314,7 +316,7 @@ check-r: $(R_TARBALL_STAMP) install-python
 	@echo "=== R CMD check --as-cran, with Python (NOT_CRAN=true, TensorFlow): examples and tests ==="
 	@$(call CHECK_PREPARE,python)
 	@env NOT_CRAN=true KERASSWA_REQUIRE_PYTHON=true KERASSWA_SWEEP=true KERAS_BACKEND=tensorflow \
-		TF_ENABLE_ONEDNN_OPTS=0 _R_CHECK_EXAMPLE_TIMING_THRESHOLD_=30 \
+		TF_ENABLE_ONEDNN_OPTS=0 _R_CHECK_EXAMPLE_TIMING_THRESHOLD_=600 \
 		$(call CHECK_ENV,python) $(call PY_CACHES,python) $(call CHECK_RUN,python)
 	@Rscript tools/check-log.R $(R_CHECK_DIR)/python examples 5
 
