@@ -316,13 +316,16 @@ class Study:
             self.trajectory.append(recorder.weights)
         return model
 
-    def score(self, method, model):
-        """Records the model's test probabilities and validation NLL."""
+    def predict(self, model):
+        """The model's validation NLL and test probabilities (one call)."""
         both = np.concatenate([self.x_val, self.x_test])
         probabilities = model.predict(both, batch_size=len(both), verbose=0)
-        self.validation_nll[method] = nll(probabilities[: len(self.x_val)], self.y_val)
-        self.probabilities[method] = probabilities[len(self.x_val):]
-        return probabilities
+        return nll(probabilities[: len(self.x_val)], self.y_val), probabilities[len(self.x_val):]
+
+    def score(self, method, model, predicted=None):
+        """Records the model's (or the `predict` result's) validation NLL
+        and test probabilities as those of `method`."""
+        self.validation_nll[method], self.probabilities[method] = predicted or self.predict(model)
 
     def recompute_bn(self, model):
         update_bn(model, self.x_train, batch_size=BN_BATCH)
@@ -386,20 +389,16 @@ class Study:
         with tempfile.TemporaryDirectory() as folder:
             model = self.fit(PostHocEMA(self.inner(), sigma_rels=SIGMA_RELS), [PostHocEMACheckpoint(folder)])
             last_statistics = [ops.copy(v) for v in model.non_trainable_variables]
-            errors, validation, test = [], [], []
+            errors, predicted = [], []
             for sigma_rel in GRID:
                 errors.append(posthoc_ema(model, folder, sigma_rel=sigma_rel))
                 if self.batch_norm:
                     self.recompute_bn(model)
-                probabilities = model.predict(np.concatenate([self.x_val, self.x_test]), verbose=0,
-                                              batch_size=len(self.x_val) + len(self.x_test))
-                validation.append(nll(probabilities[: len(self.x_val)], self.y_val))
-                test.append(probabilities[len(self.x_val):])
+                predicted.append(self.predict(model))
+            validation = [validation_nll for validation_nll, _ in predicted]
             best = int(np.argmin(validation))
             chosen = GRID[best]
-            method = "post-hoc EMA" + (RECOMPUTED_BN if self.batch_norm else "")
-            self.probabilities[method] = test[best]
-            self.validation_nll[method] = validation[best]
+            self.score("post-hoc EMA" + (RECOMPUTED_BN if self.batch_norm else ""), model, predicted[best])
             posthoc_ema(model, folder, sigma_rel=chosen)
             weights = [ops.convert_to_numpy(v) for v in model.trainable_variables]
             if self.batch_norm:
@@ -407,7 +406,7 @@ class Study:
                     variable.assign(value)
                 self.score("post-hoc EMA" + LAST_BN, model)
         return dict(chosen=chosen, error=errors[best], weights=weights, validation_nll=validation,
-                    test_nll=[nll(p, self.y_test) for p in test], errors=errors)
+                    test_nll=[nll(p, self.y_test) for _, p in predicted], errors=errors)
 
 
 def summarize(per_seed, methods):

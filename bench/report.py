@@ -400,8 +400,9 @@ def averages_section(quality):
     grid = quality["grid"]
     lines = ["## Which average: SWA, EMA, power EMA and post-hoc EMA on one trajectory", ""]
     lines.append((
-        "More averages of the trajectory of the SWA runs above, beside SWA and the SGD baseline, on the same "
-        "data, models, seeds and budget; one more data set puts batch normalization in the MNIST-1D MLP. All averages of one seed come from one "
+        "More averages of the trajectory that gives SWA, beside SWA and the SGD baseline, on the data, models, "
+        "seeds and budget of the comparison of SWA and SWAG with SGD; one more data set puts batch "
+        "normalization in the MNIST-1D MLP. All averages of one seed come from one "
         "trajectory: the SWA schedule's run, repeated once per average (an optimizer keeps one average) from "
         "the same weights and batches, and the script checks that every repeat ends with the same training "
         "weights, bit for bit. Averaged on it: SWA (the mean of the last "
