@@ -1,9 +1,10 @@
-"""Turns the JSON files of results/ into RESULTS.md and its two plots.
+"""Turns the JSON files of results/ into RESULTS.md and its three plots.
 
     python bench/report.py
 """
 
 import json
+import math
 import pathlib
 
 import common
@@ -282,6 +283,7 @@ QUALITY_LABELS = {
     "mnist1d": "MNIST-1D",
     "mnist1d-noisy": "MNIST-1D, 30% of the training labels flipped",
     "digits": "scikit-learn digits",
+    "mnist1d-bn": "MNIST-1D, MLP with batch normalization",
 }
 
 
@@ -296,11 +298,25 @@ def _paired(per_seed, method, baseline, metric):
     return mean, sd / len(differences) ** 0.5
 
 
+def _with_methods(quality, methods):
+    """The data sets whose results hold every method of `methods`."""
+    return {name: r for name, r in quality["datasets"].items() if set(methods) <= set(r["means"])}
+
+
+def _data_line(result):
+    hidden = "-".join(str(h) for h in result["hidden"])
+    kind = "ReLU and batch normalization" if result.get("batch_norm") else "ReLU"
+    validation = f", {result['validation']} validation" if "validation" in result else ""
+    return (f"{result['train']} training{validation} and {result['test']} test examples; MLP with hidden layers "
+            f"{hidden} ({kind}).")
+
+
 def quality_section(quality):
     lines = ["## Benefit: SWA and SWAG against SGD at the same budget", ""]
     lines.append((
-        f"{quality['seeds']} seeds (initialisation, batch order and SWAG samples; one fixed train/test split per "
-        f"data set); the same budget for every method: {quality['epochs']} epochs of batches of {quality['batch']}. "
+        f"{quality['seeds']} seeds (initialisation, batch order and SWAG samples; one fixed train/validation/test "
+        "split per data set, the validation set used only to choose post-hoc EMA's width in the next section); "
+        f"the same budget for every method: {quality['epochs']} epochs of batches of {quality['batch']}. "
         f"SGD: momentum {quality['momentum']}, weight decay {quality['weight_decay']}, the SWA paper's learning "
         f"rate ({quality['lr_init']} for the first half, falling linearly to {quality['final_ratio']:g} of it at 90%, "
         "then constant); its last weights are the baseline. SWA and SWAG come from one run per seed with the "
@@ -315,11 +331,9 @@ def quality_section(quality):
         f"`bench/quality.py`. Run on the {quality['command'].split()[0].split('=')[1]} backend (the script "
         f"says why) in {quality['runtime_s'] / 60:.1f} minutes, with {_versions(quality)}."
     ))
-    for name, result in quality["datasets"].items():
-        hidden = "-".join(str(h) for h in result["hidden"])
+    for name, result in _with_methods(quality, quality["methods"]).items():
         lines += ["", f"### {QUALITY_LABELS.get(name, name)}", ""]
-        lines.append(f"{result['train']} training and {result['test']} test examples; MLP with hidden layers "
-                     f"{hidden} (ReLU).")
+        lines.append(_data_line(result))
         rows = []
         for method in quality["methods"]:
             means, difference = result["means"][method], result["differences"].get(method)
@@ -342,8 +356,173 @@ def quality_section(quality):
     return lines
 
 
+# A change of validation NLL smaller than this between neighbouring widths
+# counts as none.
+FLAT_NLL = 0.001
+AVERAGES_BASELINE = {False: "SWA", True: "SWA, recomputed BN"}
+# Paired comparisons of the verdict table: (label, method, reference), each
+# kept where a data set has both.
+COMPARISONS = (
+    ("post-hoc EMA against SWA", "post-hoc EMA", "SWA"),
+    ("post-hoc EMA against EMA warm-up", "post-hoc EMA", "EMA warm-up"),
+    ("post-hoc EMA against SGD", "post-hoc EMA", "SGD"),
+    ("EMA warm-up against EMA 0.999", "EMA warm-up", "EMA 0.999"),
+    ("EMA warm-up against EMA 0.99", "EMA warm-up", "EMA 0.99"),
+    ("EMA 0.99 against SWA", "EMA 0.99", "SWA"),
+    ("power EMA trained directly against post-hoc EMA (the reconstruction's cost)", "power EMA", "post-hoc EMA"),
+    ("post-hoc EMA against SWA", "post-hoc EMA, recomputed BN", "SWA, recomputed BN"),
+    ("post-hoc EMA against SGD", "post-hoc EMA, recomputed BN", "SGD"),
+    ("SWA: averaged against recomputed BN statistics", "SWA, averaged BN", "SWA, recomputed BN"),
+    ("power EMA: averaged against recomputed BN statistics", "power EMA, averaged BN", "power EMA, recomputed BN"),
+    ("post-hoc EMA: the last step's BN statistics against recomputed", "post-hoc EMA, last BN",
+     "post-hoc EMA, recomputed BN"),
+    ("power EMA trained directly against post-hoc EMA (the reconstruction's cost)", "power EMA, recomputed BN",
+     "post-hoc EMA, recomputed BN"),
+)
+
+
+def _verdict_of(mean, se, lower_is_better=True):
+    """'better', 'worse' or 'no difference' for a paired difference, by
+    whether it lies more than two standard errors from zero."""
+    if abs(mean) <= 2 * se:
+        return "no difference"
+    return "better" if (mean < 0) == lower_is_better else "worse"
+
+
+def _trajectory_sentence(difference):
+    if difference == 0.0:
+        return "The averaging runs of each seed ended with identical training weights: one trajectory."
+    return (f"The training weights of the averaging runs of a seed differed by up to {difference:.1e}: "
+            "not quite one trajectory.")
+
+
+def averages_section(quality):
+    grid = quality["grid"]
+    lines = ["## Which average: SWA, EMA, power EMA and post-hoc EMA on one trajectory", ""]
+    lines.append((
+        "More averages of the trajectory that gives SWA, beside SWA and the SGD baseline, on the data, models, "
+        "seeds and budget of the comparison of SWA and SWAG with SGD; one more data set puts batch "
+        "normalization in the MNIST-1D MLP. All averages of one seed come from one "
+        "trajectory: the SWA schedule's run, repeated once per average (an optimizer keeps one average) from "
+        "the same weights and batches, and the script checks that every repeat ends with the same training "
+        "weights, bit for bit. Averaged on it: SWA (the mean of the last "
+        f"{quality['epochs'] - quality['swa_start']} epoch ends); EMA 0.99 and EMA 0.999 (`averaging=0.99`, "
+        "`0.999`: a fixed decay per update from the first update; 0.99 is Keras's `ema_momentum` default, 0.999 "
+        "a decay sized for a run ten times this long); EMA warm-up (`kerasswa.EMA()`, its defaults); post-hoc "
+        f"EMA (`PostHocEMA(sigma_rels={tuple(quality['sigma_rels'])})`, saved at each epoch end; `posthoc_ema` "
+        f"rebuilds the power EMA of each sigma_rel in {', '.join(f'{g:g}' for g in grid)} at the end of "
+        "training, and the one with the lowest validation NLL is kept, per seed); power EMA (the chosen "
+        "sigma_rel trained directly, `SWA(averaging=PowerEMA(sigma_rel=...))`). With batch normalization, "
+        "each average's statistics are either averaged by its own rule (`SWACallback(average_non_trainable="
+        "TRUE)`) or recomputed for its weights (`update_bn`, one pass over the training inputs); post-hoc EMA "
+        "rebuilds only weights, so it is scored with recomputed statistics, and beside that with the last "
+        "training step's statistics, what forgetting `update_bn` gives. Test metrics, mean ± standard error "
+        "over the seeds; 'val NLL' is the validation NLL; the last columns are paired differences to SWA "
+        "(with recomputed statistics where there are statistics)."
+    ).replace("TRUE", "True"))
+    for name, result in quality["datasets"].items():
+        methods = [m for m in result["methods"] if not m.startswith("SWAG")]
+        baseline = AVERAGES_BASELINE[bool(result.get("batch_norm"))]
+        lines += ["", f"### {QUALITY_LABELS.get(name, name)}", "", _data_line(result), ""]
+        rows = []
+        for method in methods:
+            means = result["means"][method]
+            row = [method] + [_mean_se(means[k]) for k in ("accuracy", "nll", "ece")]
+            row.append(f"{means['val_nll'][0]:.4f}" if "val_nll" in means else "")
+            row += ([""] * 3 if method == baseline else [
+                _mean_se(_paired(result["per_seed"], method, baseline, k), signed=True)
+                for k in ("accuracy", "nll", "ece")])
+            rows.append(row)
+        lines.append(common.table(
+            ["method", "accuracy", "NLL", "ECE", "val NLL", f"accuracy - {baseline}", f"NLL - {baseline}",
+             f"ECE - {baseline}"], rows))
+        sweeps = result["sweep"]["per_seed"]
+        chosen = [s["chosen"] for s in sweeps]
+        counts = {g: chosen.count(g) for g in grid if g in chosen}
+        lines += ["", (
+            "Post-hoc EMA chose sigma_rel "
+            + ", ".join(f"{g:g} ({n} seed{'s' if n > 1 else ''})" for g, n in counts.items())
+            + f"; the reconstruction error that `posthoc_ema` reported there was at most "
+            f"{max(s['error'] for s in sweeps):.4f}, and the rebuilt weights differ from those of the power EMA "
+            f"trained directly by at most {max(s['direct_difference'] for s in sweeps):.2e} (relative L2). "
+            + _trajectory_sentence(max(s["trajectory_difference"] for s in sweeps))
+        )]
+        for end, inner, which in ((0, 1, "narrowest"), (-1, -2, "widest")):
+            if chosen.count(grid[end]) > len(chosen) / 2:
+                step = [s["validation_nll"][inner] - s["validation_nll"][end] for s in sweeps]
+                mean, sd = common.mean_sd(step)
+                slope = (f"the validation NLL still falls there ({mean:.4f} ± {sd / len(step) ** 0.5:.4f} below "
+                         "its neighbour's), so a width beyond the grid might do better"
+                         if mean > max(2 * sd / len(step) ** 0.5, FLAT_NLL) else
+                         f"the validation NLL is flat there (within {FLAT_NLL} of its neighbour's), so widths "
+                         "beyond the grid would change little")
+                lines[-1] += f" Most seeds chose the {which} width of the grid, {grid[end]:g}: {slope}."
+    lines += ["", "### What helps and what does not", ""]
+    lines.append(
+        "Each paired difference in test NLL and accuracy (first named minus second, mean ± standard error over "
+        "the seeds), and a verdict: 'better' or 'worse' where the difference lies more than two standard "
+        "errors from zero, otherwise 'no difference'. Lower NLL and higher accuracy are better. The verdict "
+        "is statistical only: a paired difference can be sure and still too small to matter (0.002 in NLL, "
+        "say)."
+    )
+    rows = []
+    for label, method, reference in COMPARISONS:
+        for name, result in quality["datasets"].items():
+            if method not in result["means"] or reference not in result["means"]:
+                continue
+            nll = _paired(result["per_seed"], method, reference, "nll")
+            accuracy = _paired(result["per_seed"], method, reference, "accuracy")
+            rows.append((label, QUALITY_LABELS.get(name, name), _mean_se(nll, signed=True), _verdict_of(*nll),
+                         _mean_se(accuracy, signed=True), _verdict_of(*accuracy, lower_is_better=False)))
+    lines += ["", common.table(["comparison", "data set", "NLL difference", "NLL", "accuracy difference",
+                                "accuracy"], rows)]
+    lines += ["", (
+        "The validation NLL of post-hoc EMA's candidates against sigma_rel, minus SWA's on the same seed (below "
+        "zero: better than SWA): mean over the seeds, the band one standard error of that paired difference; "
+        "with batch normalization, statistics recomputed. The green line is EMA warm-up, the same way; the "
+        "dotted lines mark the widths PostHocEMA kept."
+    )]
+    return lines
+
+
+def sweep_plot(quality):
+    """Post-hoc EMA's validation NLL against sigma_rel, as the paired
+    difference to SWA's of the same seed (so the band shows how surely one
+    width beats another, not how much the seeds differ)."""
+    datasets = quality["datasets"]
+    grid = np.asarray(quality["grid"])
+    rows = math.ceil(len(datasets) / 2)
+    figure, axes = plt.subplots(rows, 2, figsize=(9, 3.4 * rows), squeeze=False)
+    for axis in axes.flat[len(datasets):]:
+        axis.set_visible(False)
+    for axis, (name, result) in zip(axes.flat, datasets.items()):
+        baseline = AVERAGES_BASELINE[bool(result.get("batch_norm"))]
+        reference = np.array([r[baseline]["val_nll"] for r in result["per_seed"]])
+        curves = np.array([s["validation_nll"] for s in result["sweep"]["per_seed"]]) - reference[:, None]
+        mean, se = curves.mean(0), curves.std(0, ddof=1) / np.sqrt(len(curves))
+        axis.plot(grid, mean, marker="o", markersize=3, color="#47a", label="post-hoc EMA")
+        axis.fill_between(grid, mean - se, mean + se, color="#47a", alpha=0.25)
+        axis.axhline(0.0, color="#c44", linestyle="--", linewidth=1,
+                     label=f"{baseline} (val NLL {reference.mean():.3f})")
+        method = next((m for m in ("EMA warm-up", "EMA warm-up, recomputed BN") if m in result["means"]), None)
+        if method is not None:
+            other = np.array([r[method]["val_nll"] for r in result["per_seed"]]) - reference
+            axis.axhline(other.mean(), color="#4a4", linestyle="--", linewidth=1, label=method)
+        for width in quality["sigma_rels"]:
+            axis.axvline(width, color="gray", linestyle=":", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xticks(grid[::2], [f"{g:g}" for g in grid[::2]])
+        axis.minorticks_off()
+        axis.set_title(QUALITY_LABELS.get(name, name), fontsize=9)
+        axis.set_xlabel("sigma_rel")
+        axis.set_ylabel(f"validation NLL - {baseline.split(',')[0]}'s")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(HERE / "posthoc_sweep.png", dpi=110)
+
+
 def reliability_plot(quality):
-    datasets = list(quality["datasets"])
+    datasets = list(_with_methods(quality, quality["methods"]))
     figure, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False)
     for axis, name in zip(axes[0], datasets):
         for method in quality["methods"]:
@@ -369,7 +548,7 @@ def main():
     lines = [
         "# kerasswa benchmarks",
         "",
-        "Made by `make bench` (about 20 minutes on 2 CPU cores); every number below comes from the JSON files in "
+        "Made by `make bench` (about 25 minutes on 2 CPU cores); every number below comes from the JSON files in "
         "`bench/results/`, written by `bench/overhead.py`, `bench/snapshot.py`, `bench/kernel_profile.py`, `bench/memory.py` and `bench/quality.py` and turned into "
         "this page by `bench/report.py`.",
         "",
@@ -391,6 +570,9 @@ def main():
     if quality:
         lines += quality_section(quality) + ["", "![reliability diagram](reliability.png)", ""]
         reliability_plot(quality)
+        if "grid" in quality:
+            lines += averages_section(quality) + ["", "![post-hoc EMA sweep](posthoc_sweep.png)", ""]
+            sweep_plot(quality)
     lines += ["## Commands", ""]
     for run in runs + snapshots + [r for r in (profile, memory, quality) if r]:
         lines.append(f"- `{run['command']}`")

@@ -16,12 +16,14 @@ import textwrap
 import kerasswa
 
 # What the page documents, in order: each object with the members shown
-# under it.
+# under it. Every name of `kerasswa.__all__` must be here (`page` checks).
 SWA_MEMBERS = [
     "assign_average_vars",
     "swap_average_vars",
     "use_average_vars",
+    "take_snapshot",
     "snapshot_count",
+    "update_count",
     "average_variables",
 ]
 TOPICS = [
@@ -29,7 +31,32 @@ TOPICS = [
     (kerasswa.update_bn, []),
     (kerasswa.SWALearningRateSchedule, []),
     (kerasswa.SWACallback, []),
+    (kerasswa.SWAModelCheckpoint, []),
+    (kerasswa.EMA, ["decay_at"]),
+    (kerasswa.PowerEMA, ["gamma", "sigma_rel"]),
+    (kerasswa.PostHocEMA, ["save_profiles", "gammas", "profile_variables"]),
+    (kerasswa.PostHocEMACheckpoint, []),
+    (kerasswa.posthoc_ema, []),
+    (kerasswa.posthoc_ema_error, []),
+    (kerasswa.SWAG, ["sample_vars", "use_sample_vars", "rank"]),
+    (kerasswa.swag_predict, []),
 ]
+# The R function of each Python name, for the page's introduction.
+R_COUNTERPARTS = {
+    "SWA": "optimizer_swa",
+    "update_bn": "swa_update_bn",
+    "SWALearningRateSchedule": "learning_rate_schedule_swa",
+    "SWACallback": "callback_swa",
+    "SWAModelCheckpoint": "callback_swa_model_checkpoint",
+    "EMA": "averaging_ema",
+    "PowerEMA": "averaging_power_ema",
+    "PostHocEMA": "optimizer_posthoc_ema",
+    "PostHocEMACheckpoint": "callback_posthoc_ema_checkpoint",
+    "posthoc_ema": "posthoc_ema",
+    "posthoc_ema_error": "posthoc_ema_error",
+    "SWAG": "optimizer_swag",
+    "swag_predict": "swag_predict",
+}
 SECTION = re.compile(r"^(Args|Arguments|Returns|Raises|Examples?):\s*$")
 WIDTH = 79
 
@@ -121,16 +148,29 @@ def page():
         {version} when the site is built; do not edit. -->
 
         The public names of the Python package `kerasswa` {version}, written
-        from their docstrings when this site was built. In R, each has a
-        counterpart: `SWA` is `optimizer_swa()`, `update_bn` is
-        `swa_update_bn()`, `SWALearningRateSchedule` is
-        `learning_rate_schedule_swa()` and `SWACallback` is `callback_swa()`
-        (see the [R reference](../reference/index.html)). The examples are
+        from their docstrings when this site was built. The examples are
         doctests, which `make test` runs on the TensorFlow, JAX and PyTorch
-        backends.
+        backends. In R, each has a counterpart (see the
+        [R reference](../reference/index.html)):
+
+        | Python | R |
+        |---|---|
+        {counterparts}
 
         {package_doc}"""
-    ).format(version=kerasswa.__version__, package_doc=inspect.getdoc(kerasswa))
+    ).format(
+        version=kerasswa.__version__,
+        counterparts="\n".join(f"| `{py}` | `{r}()` |" for py, r in R_COUNTERPARTS.items()),
+        package_doc=inspect.getdoc(kerasswa),
+    )
+    documented = {obj.__name__ for obj, _ in TOPICS}
+    public = set(kerasswa.__all__) - {"__version__"}
+    if documented != public or set(R_COUNTERPARTS) != public:
+        sys.exit(
+            "pkgdown/python_api.py: TOPICS and R_COUNTERPARTS must name every public name of "
+            f"kerasswa, no more: missing {sorted(public - documented) or sorted(public - set(R_COUNTERPARTS))}, "
+            f"unknown {sorted(documented - public) or sorted(set(R_COUNTERPARTS) - public)}"
+        )
     parts = [header]
     for obj, members in TOPICS:
         name = obj.__name__
