@@ -72,7 +72,7 @@ SIZES = {
             # 512 -> 8192 -> 8192 -> 8192 -> 512: 143M parameters; batch 2048
             # is 1.8 TFLOP per step, while a batch's input and target are 8 MB.
             "mlp-143M": dict(inputs=512, layers=[8192, 8192, 8192, 512], batch=2048, steps=10),
-            "wide-16M": dict(inputs=4096, layers=[4096], batch=8, steps=50),
+            "wide-16M": dict(inputs=4096, layers=[4096], batch=8, steps=30),
         },
         step_reps=5,
         probe_shape=(4096, 4096),
@@ -198,7 +198,8 @@ def count_syncs(backend: str, step, steps: int) -> dict:
     count = 0
     for _ in range(steps):
         try:
-            with jax.transfer_guard_device_to_host("disallow"):
+            # "disallow_explicit": `jax.device_get` too, not only implicit reads.
+            with jax.transfer_guard_device_to_host("disallow_explicit"):
                 step()
         except Exception as error:  # noqa: BLE001  (JAX's error type differs across versions)
             if "transfer" not in str(error).lower():
@@ -358,6 +359,7 @@ def read_pytest(path: pathlib.Path) -> dict | None:
             device=next((line[len("device: "):] for line in lines if line.startswith("device: ")), None),
             summary=None, seconds=None,
             interrupted=any("KeyboardInterrupt" in line for line in lines),
+            skipped=any(line.startswith("=== ") and ": skipped, " in line for line in lines),
             failures=[line for line in lines if line.startswith(("FAILED ", "ERROR "))],
             exit=next((line.split("pytest exit ")[1] for line in lines if line.startswith("pytest exit ")), None),
         )
@@ -402,7 +404,8 @@ def markdown(data: dict) -> str:
     rows = []
     for backend, log in data["pytest"].items():
         for run in (log or {}).get("runs", []):
-            rows.append((backend, run["label"], run["device"] or "", (run["summary"] or "no summary")
+            result = run["summary"] or ("skipped: no time left" if run["skipped"] else "no summary")
+            rows.append((backend, run["label"], run["device"] or "", result
                          + (" (interrupted: time limit)" if run["interrupted"] else ""),
                          "<br>".join(run["failures"][:10])))
     lines.append(table(["backend", "run", "device", "result", "failures"], rows) if rows else "No test log.")

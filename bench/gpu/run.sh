@@ -10,8 +10,8 @@
 #      parametrizes itself, with the GPU visible (CUDA_VISIBLE_DEVICES, which
 #      the suite's conftest.py empties by default) and a pytest plugin
 #      (device_check.py) that stops the run if Keras's variables are not on
-#      the GPU; failures are run again with float32 matrix products (TF32 off)
-#      to tell rounding from defects;
+#      the GPU; with the time left at the end, failures are run again with
+#      float32 matrix products (TF32 off) to tell rounding from defects;
 #   3. bench/gpu/gpu_bench.py on each backend: host synchronisations per
 #      eager step, one snapshot against a device-to-device copy of the same
 #      bytes and against SGD's update (16.8M and 268M parameters), a training
@@ -57,7 +57,8 @@ tee_pid=$!
 # ends what a command leaves running), and no temporary folder left.
 trap 'exec >&- 2>&-; wait "$tee_pid"; rm -rf "$work"' EXIT
 
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 TF_CPP_MIN_LOG_LEVEL=2
+# COLUMNS: pytest cuts its summary lines to the terminal width.
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 TF_CPP_MIN_LOG_LEVEL=2 COLUMNS=160
 if [ "$mode" = gpu ]; then
   # conftest.py and bench/common.py only default it to "" (no GPU).
   export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0} KERASSWA_EXPECT_DEVICE=gpu
@@ -79,6 +80,7 @@ export PYTHONPATH=$root/python:$root/bench:$root/bench/gpu${PYTHONPATH:+:$PYTHON
 # never past the deadline less the reserve (SIGINT, which pytest and
 # gpu_bench.py answer by writing what they have, then SIGKILL); LOG "-" is
 # run.log, else a file appended to. Records "name, exit, seconds, limit".
+# Returns the command's exit status, or 125 when too little time is left.
 status=0
 stage() {
   local name=$1 limit=$2 log=$3 left rc start
@@ -87,9 +89,10 @@ stage() {
   ((limit > left)) && limit=$left
   if ((limit < 10)); then
     echo "=== $name: skipped, $((DEADLINE - SECONDS)) s left"
+    [ "$log" = - ] || echo "=== $name: skipped, $((DEADLINE - SECONDS)) s left" >>"$log"
     printf '%s\tskipped\t0\t0\n' "$name" >>"$work/stages.txt"
     status=1
-    return 0
+    return 125
   fi
   echo "=== $name (at most $limit s)"
   start=$SECONDS
@@ -106,7 +109,8 @@ stage() {
   return "$rc"
 }
 
-stage versions 60 - "$PYTHON" -c '
+# KERAS_BACKEND: Keras's default, TensorFlow, is not on the GPU machine.
+stage versions 60 - env KERAS_BACKEND=jax "$PYTHON" -c '
 import importlib.metadata as metadata, platform, sys
 print("python", platform.python_version(), sys.executable)
 for name in ("keras", "namex", "optree", "jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda12-plugin", "torch",
@@ -136,30 +140,37 @@ pytest_options=(-v -p device_check --durations=10)
 # pytest-timeout is on the GPU machine's image: no test may take a stage with it.
 "$PYTHON" -c 'import pytest_timeout' 2>/dev/null && pytest_options+=(--timeout=90)
 
+failed=()
 for backend in jax torch; do
   log=$out/pytest-$backend.txt
   # Without preallocation JAX takes the GPU's memory as it needs it: the tests'
   # subprocesses (test_resume.py, test_posthoc_ema.py) need their share.
-  env=(env KERAS_BACKEND=$backend XLA_PYTHON_CLIENT_PREALLOCATE=false)
-  stage "tests-$backend" 110 "$log" "${env[@]}" "$PYTHON" -m pytest "${pytest_options[@]}" \
-    -o "cache_dir=$work/pytest-cache-$backend" "${tests[@]}"
+  stage "tests-$backend" 140 "$log" env KERAS_BACKEND=$backend XLA_PYTHON_CLIENT_PREALLOCATE=false \
+    "$PYTHON" -m pytest "${pytest_options[@]}" -o "cache_dir=$work/pytest-cache-$backend" "${tests[@]}"
   rc=$?
   echo "pytest exit $rc" >>"$log"
   grep -E '^device: |^(FAILED|ERROR) |^=+ .* in [0-9.]+s|KeyboardInterrupt|^ERROR: |Exit: ' "$log" | sed "s/^/  $backend: /"
-  if ((rc == 1)); then
-    # TF32 matrix products (JAX's default on NVIDIA GPUs, cuDNN's in PyTorch)
-    # round to 10 bits of mantissa: the failures again without them.
-    echo "### rerun: the failures with float32 matrix products (JAX_DEFAULT_MATMUL_PRECISION=highest, NVIDIA_TF32_OVERRIDE=0)" >>"$log"
-    stage "tests-$backend-rerun" 40 "$log" "${env[@]}" JAX_DEFAULT_MATMUL_PRECISION=highest NVIDIA_TF32_OVERRIDE=0 \
-      "$PYTHON" -m pytest "${pytest_options[@]}" -o "cache_dir=$work/pytest-cache-$backend" --lf --lfnf=none "${tests[@]}"
-    echo "pytest exit $?" >>"$log"
-    sed -n '/^### rerun: /,$p' "$log" | grep -E '^(FAILED|ERROR) |^=+ .* in [0-9.]+s' | sed "s/^/  $backend rerun: /"
-  fi
+  ((rc == 1)) && failed+=("$backend")
 done
 
 for backend in jax torch; do
-  stage "bench-$backend" 100 - env KERAS_BACKEND=$backend "$PYTHON" bench/gpu/gpu_bench.py bench --mode "$mode" \
+  # JAX compiles each variant's step under both jit_compile settings.
+  limit=$([ "$backend" = jax ] && echo 120 || echo 90)
+  stage "bench-$backend" "$limit" - env KERAS_BACKEND=$backend "$PYTHON" bench/gpu/gpu_bench.py bench --mode "$mode" \
     --part "$out/bench-$backend.json"
+done
+
+# Last, with the time left: the failures again without TF32 matrix products
+# (JAX's default on NVIDIA GPUs, and cuDNN's in PyTorch, round products to 10
+# bits of mantissa), to tell rounding from defects.
+for backend in "${failed[@]}"; do
+  log=$out/pytest-$backend.txt
+  echo "### rerun: the failures with float32 matrix products (JAX_DEFAULT_MATMUL_PRECISION=highest, NVIDIA_TF32_OVERRIDE=0)" >>"$log"
+  stage "tests-$backend-rerun" 60 "$log" env KERAS_BACKEND=$backend XLA_PYTHON_CLIENT_PREALLOCATE=false \
+    JAX_DEFAULT_MATMUL_PRECISION=highest NVIDIA_TF32_OVERRIDE=0 \
+    "$PYTHON" -m pytest "${pytest_options[@]}" -o "cache_dir=$work/pytest-cache-$backend" --lf --lfnf=none "${tests[@]}"
+  echo "pytest exit $?" >>"$log"
+  sed -n '/^### rerun: /,$p' "$log" | grep -E '^(FAILED|ERROR) |^=+ .* in [0-9.]+s' | sed "s/^/  $backend rerun: /"
 done
 
 echo "=== report ($((DEADLINE - SECONDS)) s left)"
