@@ -108,6 +108,8 @@ def nvidia_smi() -> dict | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
+    if not text.strip():
+        return None
     return dict(zip(fields.split(","), (value.strip() for value in text.splitlines()[0].split(","))))
 
 
