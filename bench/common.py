@@ -31,6 +31,26 @@ def versions() -> dict:
     return found
 
 
+def synchronize(values=()) -> None:
+    """Waits until the device has done the work queued so far. JAX queues
+    its work everywhere (this waits for `values`, arrays or variables, and
+    what they depend on); PyTorch queues it on a GPU (this waits for the
+    whole device); TensorFlow, and PyTorch on the CPU, run an op before
+    returning."""
+    import keras
+
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+
+        jax.block_until_ready([v.value if isinstance(v, keras.Variable) else v for v in values])
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+
 def machine() -> dict:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()}
 

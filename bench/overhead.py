@@ -71,13 +71,15 @@ def build(spec, make_optimizer, jit_compile):
 class EpochTimer(keras.callbacks.Callback):
     """Wall time and process CPU time of the last epoch: `fit`'s own set-up is
     left out, and the epoch's end waits for the device (its logs are read
-    back). CPU time, summed over threads, hardly moves when another process
-    shares the machine, so its ratios cross-check the wall-time ones."""
+    back; on a GPU, the last update too). CPU time, summed over threads,
+    hardly moves when another process shares the machine, so its ratios
+    cross-check the wall-time ones."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = (time.perf_counter(), time.process_time())
 
     def on_epoch_end(self, epoch, logs=None):
+        common.synchronize(self.model.trainable_variables + self.model.optimizer.variables)
         self.seconds = (time.perf_counter() - self.start[0], time.process_time() - self.start[1])
 
 
@@ -105,13 +107,21 @@ def runner(backend, spec, make_optimizer, jit_compile, x, y):
     return run
 
 
-def measure(backend, jit_settings, reps, steps):
+def measure(backend, jit_settings, reps, steps, models=None, names=None):
+    """Median step times of each model (`models`, default `MODELS`; a spec's
+    "steps" overrides `steps`) and variant (`names`, default all of
+    `variants()`) under each `jit_compile` setting."""
     rng = np.random.default_rng(0)
     results = []
-    for model_name, spec in MODELS.items():
-        x, y = random_data(spec, steps, rng)
+    for model_name, spec in (MODELS if models is None else models).items():
+        model_steps = spec.get("steps", steps)
+        x, y = random_data(spec, model_steps, rng)
         for jit_compile in jit_settings:
-            runs = {name: runner(backend, spec, make, jit_compile, x, y) for name, make in variants().items()}
+            runs = {
+                name: runner(backend, spec, make, jit_compile, x, y)
+                for name, make in variants().items()
+                if names is None or name in names
+            }
             times = {name: [] for name in runs}
             cpu_times = {name: [] for name in runs}
             order = list(runs)
@@ -119,8 +129,8 @@ def measure(backend, jit_settings, reps, steps):
                 random.shuffle(order)
                 for name in order:
                     wall, cpu = runs[name]()
-                    times[name].append(wall / steps)
-                    cpu_times[name].append(cpu / steps)
+                    times[name].append(wall / model_steps)
+                    cpu_times[name].append(cpu / model_steps)
             for name, values in times.items():
                 median, spread = common.median_and_spread(values)
                 reference = common.median_and_spread(times[reference_of(name)])[0]

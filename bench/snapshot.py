@@ -84,26 +84,25 @@ def memory_bandwidth(nbytes: int, reps: int) -> float:
 
 
 def wait_for(values) -> None:
-    """Waits until the work queued on `values` (arrays or variables) is done.
-    Only JAX dispatches asynchronously here; PyTorch and TensorFlow run a
-    CPU op before returning."""
-    if keras.config.backend() == "jax":
-        import jax
-
-        jax.block_until_ready([v.value if isinstance(v, keras.Variable) else v for v in values])
+    """Waits until the work queued on `values` (arrays or variables) is done
+    (`common.synchronize`)."""
+    common.synchronize(values)
 
 
-def timed(function, state, reps: int) -> float:
-    """Median seconds of `function()` over `reps` calls, each waited for
-    (`state()` gives what to wait for)."""
+def timed(function, state, reps: int, calls: int = 1) -> float:
+    """Median seconds of one `function()`, over `reps` timings of `calls`
+    calls in a row, each timing waited for (`state()` gives what to wait
+    for). On a GPU, `calls` > 1 lets the launches of one call overlap the
+    work of the one before, as they do between the steps of `fit`."""
     function()
     wait_for(state())
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        function()
+        for _ in range(calls):
+            function()
         wait_for(state())
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
 
 
@@ -155,20 +154,22 @@ def modes(backend: str) -> list:
     return {"torch": ["eager"], "jax": ["XLA"], "tensorflow": ["eager", "XLA"]}[backend]
 
 
-def snapshot_costs(backend: str, reps: int, bandwidth: float) -> list:
-    shape = (4096, 4096)
+def snapshot_costs(backend: str, reps: int, bandwidth: float, shape=(4096, 4096), calls: int = 1) -> list:
+    """Each variant's snapshot of one float32 weight of `shape` (and SGD's
+    update of it), timed as `timed` does with `reps` and `calls`, against
+    the memory bound at `bandwidth` bytes per second."""
     parameters = int(np.prod(shape))
     rng = np.random.default_rng(1)
     rows = []
     for mode in modes(backend):
-        weights = [keras.Variable(rng.normal(size=shape).astype("float32"))]
-        gradients = [keras.ops.convert_to_tensor(rng.normal(size=shape).astype("float32"))]
+        weights = [keras.Variable(rng.standard_normal(size=shape, dtype=np.float32))]
+        gradients = [keras.ops.convert_to_tensor(rng.standard_normal(size=shape, dtype=np.float32))]
         sgd = keras.optimizers.SGD(0.01)
         sgd.build(weights)
         if mode == "eager":
-            sgd_seconds = timed(lambda: sgd.apply(gradients, weights), lambda: weights, reps)
+            sgd_seconds = timed(lambda: sgd.apply(gradients, weights), lambda: weights, reps, calls)
         else:
-            sgd_seconds = timed(*compiled_sgd(sgd, gradients, weights), reps)
+            sgd_seconds = timed(*compiled_sgd(sgd, gradients, weights), reps, calls)
 
         def row(variant, kernels, seconds, words):
             bound = words * FLOAT_BYTES * parameters / bandwidth
@@ -183,9 +184,9 @@ def snapshot_costs(backend: str, reps: int, bandwidth: float) -> list:
                 optimizer = make()
                 optimizer.build(weights)
                 if mode == "eager":
-                    seconds = timed(optimizer.take_snapshot, optimizer._snapshot_state, reps)
+                    seconds = timed(optimizer.take_snapshot, optimizer._snapshot_state, reps, calls)
                 else:
-                    seconds = timed(*compiled_snapshot(optimizer), reps)
+                    seconds = timed(*compiled_snapshot(optimizer), reps, calls)
                 kernels = "XLA" if backend == "jax" else ("fused" if fused else "keras.ops")
                 rows.append(row(name, kernels, seconds, words))
                 del optimizer
