@@ -24,9 +24,11 @@
 #'   epoch (counted from 1) after which to finish and stop training, a whole
 #'   number >= 1.
 #' @param average_non_trainable `TRUE` to average the model's non-trainable
-#'   variables (batch-normalization statistics) over the snapshots, as the
-#'   weights are averaged, instead of recomputing them from `bn_data`
-#'   (PyTorch's `use_buffers = TRUE`). Cannot be combined with `bn_data`.
+#'   float variables (batch-normalization statistics) at the snapshots of
+#'   the weights, by the optimizer's `averaging` rule, and copy its integer
+#'   and boolean ones, instead of recomputing the statistics from `bn_data`
+#'   (PyTorch's `use_buffers = TRUE`); see Details. Cannot be combined with
+#'   `bn_data`.
 #' @param verbose `0` (silent) or `1` (a progress bar for the
 #'   batch-normalization pass).
 #' @param start_epoch `NULL` to leave the snapshots to the optimizer, or
@@ -64,10 +66,31 @@
 #' the calls the model holds the averaged model, to evaluate or save. A
 #' `fit()` without the callback trains on from the averaged weights.
 #'
-#' `average_non_trainable = TRUE` reads the model after every batch, so the
-#' model must be compiled with `steps_per_execution = 1` (the default); the
-#' averages of the statistics live in the callback, not in the optimizer,
-#' and are not saved with the model.
+#' With `average_non_trainable = TRUE`, every snapshot of the weights is
+#' also a snapshot of the statistics: the `n`-th one blends with the factor
+#' of the `n`-th snapshot of the weights, so the statistics get the same
+#' mean, EMA ([averaging_ema()]) or power EMA ([averaging_power_ema()]) as
+#' the weights (with [optimizer_posthoc_ema()], one per width, saved by
+#' [callback_posthoc_ema_checkpoint()] and rebuilt by [posthoc_ema()]).
+#' Integer and boolean non-trainable variables (counters, random-seed
+#' states) are copied at each snapshot, never averaged, and end at their
+#' value of the last snapshot. A snapshot taken by [swa_take_snapshot()] or
+#' by `start_epoch` includes them. The optimizer keeps these averages (one
+#' more copy of the statistics per average), so `save_model()`,
+#' `save_model_weights()`, `callback_model_checkpoint()` and
+#' `callback_backup_and_restore()` save them with the model, and a run
+#' resumed from such a file ends exactly where an uninterrupted run ends.
+#'
+#' The training step is unchanged: the callback works out which batches
+#' end with a snapshot from the optimizer's counts, read once when `fit()`
+#' starts, and reads the statistics after those batches only (with JAX, the
+#' other batches cost nothing). With an optimizer that may skip an update
+#' (`optimizer_loss_scale()`, inside [optimizer_swa()] or added by
+#' `compile()` under the `"mixed_float16"` policy) it reads the snapshot
+#' count after every batch instead, which keeps the host from running ahead
+#' of a GPU; `sequential_update = FALSE` is then refused when `fit()`
+#' starts. So is a model compiled with `steps_per_execution` > 1, whose
+#' batches run out of the callback's sight.
 #'
 #' @returns The Python `kerasswa.SWACallback` object, to give to `fit()` in
 #'   `callbacks = list(...)`.
@@ -93,6 +116,23 @@
 #' history <- model |> fit(x, y, batch_size = 8, epochs = 1, verbose = 0,
 #'                         callbacks = list(callback))
 #' swa_snapshot_count(model)
+#'
+#' # The statistics averaged with the weights instead, by the same EMA,
+#' # and saved with the model.
+#' model <- keras_model_sequential(input_shape = 4) |>
+#'   layer_batch_normalization() |>
+#'   layer_dense(1)
+#' model |> compile(
+#'   optimizer = optimizer_swa(optimizer_sgd(0.05), average_period = 1,
+#'                             averaging = averaging_ema(0.9)),
+#'   loss = "mse"
+#' )
+#' model |> fit(x, y, batch_size = 8, epochs = 2, verbose = 0,
+#'              callbacks = list(callback_swa(average_non_trainable = TRUE)))
+#' file <- tempfile(fileext = ".keras")
+#' save_model(model, file)
+#' restored <- load_model(file)
+#' unlink(file)
 callback_swa <- function(bn_data = NULL,
                          bn_batch_size = 32,
                          bn_steps = NULL,

@@ -173,7 +173,11 @@ callback_posthoc_ema_checkpoint <- function(folder, save_freq = "epoch",
 #' @param model A Keras model whose trainable weights have the shapes of
 #'   the saved ones, in the same order: the model trained, or the same
 #'   architecture built anew (in another R session, say). Its non-trainable
-#'   variables are left as they are.
+#'   variables are left as they are, unless the saves hold their averages
+#'   (`callback_swa(average_non_trainable = TRUE)` during training): then
+#'   the same combination of them becomes its batch-normalization
+#'   statistics, and its integer and boolean ones take their value of the
+#'   latest save used.
 #' @param folder The folder of the saves.
 #' @param sigma_rel The relative width of the power EMA wanted: for
 #'   `posthoc_ema()` a number in (0, `sqrt(1/12)` = 0.2887]; for

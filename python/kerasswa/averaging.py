@@ -452,3 +452,14 @@ def averaging_factor(averaging: Averaging, count, dtype):
     tensor or a Python int), as a scalar tensor of `dtype`: the one seam
     through which an average is told how much a snapshot counts."""
     return rule_of(averaging).factor(count, dtype)
+
+
+def averaging_factors(averaging: Averaging, count, averages) -> list:
+    """`averaging_factor` for each of `averages` (variables), worked out once
+    per dtype: what every snapshot, of the weights or of the non-trainable
+    variables, blends with."""
+    by_dtype = {}
+    for average in averages:
+        if average.dtype not in by_dtype:
+            by_dtype[average.dtype] = averaging_factor(averaging, count, average.dtype)
+    return [by_dtype[average.dtype] for average in averages]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, Optional
 
 import keras
 from keras import ops
 
 from kerasswa import _kernels, _validation
 from kerasswa.batchnorm import _inputs_of, _is_array_data, _shown, _update_bn, check_data
-from kerasswa.averaging import averaging_factor
 from kerasswa.swa import SWA, _find_swa, _restored
 
 
@@ -29,7 +28,36 @@ class SWACallback(keras.callbacks.Callback):
     stops training) the callback assigns the SWA averages to the model and
     makes its batch-norm statistics match them: recomputed with `update_bn`
     over `bn_data`, or, with `average_non_trainable=True`, replaced by their
-    own averages over the snapshot steps (PyTorch's `use_buffers=True`).
+    own averages over the same snapshots (PyTorch's `use_buffers=True`).
+
+    `average_non_trainable=True` averages every non-trainable float variable
+    of the model (batch-norm moving means and variances) at each snapshot of
+    the weights, by the optimizer's rule: the `n`-th snapshot of the
+    statistics blends with the factor of the `n`-th snapshot of the weights,
+    so they get the same mean, EMA or power EMA (with `PostHocEMA`, one per
+    profile, saved by `save_profiles` and rebuilt by `posthoc_ema`).
+    Integer and boolean non-trainable variables (counters, random-seed
+    states) are copied at each snapshot instead, and end at their value of
+    the last one. The optimizer keeps these averages (see
+    `kerasswa.nontrainable`), so `model.save()`, `save_weights()`,
+    `ModelCheckpoint` and `BackupAndRestore` save them, and a run resumed
+    from such a file ends exactly where an uninterrupted run ends.
+    `take_snapshot()` (and so `start_epoch`) takes their snapshot too.
+
+    The training step is the same with or without them. The callback works
+    out in Python which batches end with a snapshot (from the optimizer's
+    counts, read once when training starts, gradient accumulation included)
+    and reads the statistics after those batches only: on JAX the other
+    batches cause no `jax_state_sync`. An optimizer that may skip an update
+    (a `LossScaleOptimizer`, inside SWA or put around it by `compile` under
+    `mixed_float16`) makes the snapshots unknowable in advance: then the
+    callback reads the snapshot count after every batch, a scalar that waits
+    for the step to finish (on JAX read from `fit`'s state, with no sync),
+    which costs little on a CPU but keeps the host from running ahead of an
+    accelerator; and `sequential_update=False`, whose statistics would be
+    those of before a step known to be a snapshot only after it, is
+    refused. So is `steps_per_execution > 1`, whose batches run out of the
+    callback's sight.
 
     Given `validation_data`, it also scores the averaged model at the end of
     every epoch and logs the results with the prefix `val_swa_` (e.g.
@@ -65,11 +93,12 @@ class SWACallback(keras.callbacks.Callback):
             (counted from 1, as the progress bar shows) and stop training;
             `None` finishes at the end of `fit`.
         average_non_trainable: Boolean. Average the model's non-trainable
-            float variables (batch-norm statistics) at each snapshot, beside
-            the weights, instead of recomputing them. This reads the model
-            after every batch (use `steps_per_execution=1`), keeps one more
-            copy of those variables, and is not saved with the model.
-            Excludes `bn_data`.
+            float variables (batch-norm statistics) at each snapshot, by the
+            optimizer's rule, and copy its integer and boolean ones, instead
+            of recomputing the statistics (see above). Costs one more copy of
+            those variables per average (per profile for `PostHocEMA`), saved
+            with the optimizer. Needs `steps_per_execution=1`. Excludes
+            `bn_data`.
         verbose: 0 or 1: progress of the batch-norm refresh.
         start_epoch: Integer >= 1 or `None`. Take a snapshot at the end of
             this epoch and of every later one (needs an optimizer built with
@@ -92,6 +121,19 @@ class SWACallback(keras.callbacks.Callback):
     ...                                            validation_data=(x, y))])
     >>> np.isnan(history.history["val_swa_loss"]).tolist()  # first snapshot in epoch 2
     [True, False, False]
+
+    The statistics averaged instead, by an EMA as the weights are:
+
+    >>> from kerasswa import EMA
+    >>> model = keras.Sequential([keras.Input((4,)),
+    ...                          keras.layers.BatchNormalization(),
+    ...                          keras.layers.Dense(1)])
+    >>> model.compile(optimizer=SWA("sgd", average_period=1,
+    ...                             averaging=EMA(0.9)), loss="mse")
+    >>> _ = model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+    ...               callbacks=[SWACallback(average_non_trainable=True)])
+    >>> model.optimizer.snapshot_count
+    16
     """
 
     def __init__(
@@ -133,9 +175,14 @@ class SWACallback(keras.callbacks.Callback):
         self.verbose = _validation.check_verbose(verbose)
         self._swa: Optional[SWA] = None
         self._finished = False
-        self._non_trainable_averages: Optional[List[Any]] = None
-        self._non_trainable_count = 0
-        self._seen_snapshots = 0
+        # While `fit` runs with `average_non_trainable`: whether the snapshots
+        # are known in Python, then their schedule (made at the first batch,
+        # once every callback has loaded what it loads at train begin), and
+        # where JAX's training state holds the snapshot count.
+        self._snapshots_known = True
+        self._schedule: Optional[_SnapshotSchedule] = None
+        self._following = False
+        self._count_position: Optional[int] = None
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -148,6 +195,8 @@ class SWACallback(keras.callbacks.Callback):
                 "`start_averaging=None` (manual snapshots), or drop "
                 "`start_epoch`."
             )
+        if self.average_non_trainable:
+            self._snapshots_known = self._check_statistics_can_follow(model)
         self._check_data_fits(model)
         kept = getattr(self._swa, _KEPT_TRAINING_VALUES, None)
         if kept is not None:
@@ -155,7 +204,47 @@ class SWACallback(keras.callbacks.Callback):
                 variable.assign(value)
             setattr(self._swa, _KEPT_TRAINING_VALUES, None)
         self._finished = False
-        self._seen_snapshots = self._swa.snapshot_count
+        self._schedule = None
+        self._following = False
+        statistics = self._swa._non_trainable_averages
+        # A `fit` that stopped on an error may have left them following (and
+        # a snapshot behind, if it stopped at a snapshot batch's end).
+        statistics.catch_up()
+        statistics.stop_following()
+        if self.average_non_trainable:
+            statistics.attach(
+                model.non_trainable_variables, self._swa._non_trainable_rules(), self._swa.name
+            )
+
+    def _check_statistics_can_follow(self, model) -> bool:
+        """Refuses what `average_non_trainable` cannot follow; whether the
+        snapshots are known in Python."""
+        swa = self._swa
+        steps = getattr(model, "steps_per_execution", 1) or 1
+        if int(steps) > 1:
+            raise ValueError(
+                "SWACallback(average_non_trainable=True) reads the statistics "
+                "after the batches that end with a snapshot, and with "
+                f"`steps_per_execution={int(steps)}` Keras runs several batches "
+                "between two callback calls. Compile the model with "
+                "`steps_per_execution=1`, or recompute the statistics with "
+                "`bn_data` instead."
+            )
+        known = swa.start_averaging is None or (
+            model.optimizer is swa
+            and not isinstance(swa.inner_optimizer, keras.optimizers.LossScaleOptimizer)
+        )
+        if not known and not swa.sequential_update:
+            raise ValueError(
+                "SWACallback(average_non_trainable=True) cannot follow an "
+                "optimizer that may skip updates (a LossScaleOptimizer, inside "
+                f"{type(swa).__name__} or around it under mixed_float16) when it "
+                "snapshots the weights of before each update "
+                "(`sequential_update=False`): whether a step snapshots is known "
+                "only after it, when the statistics of before it are gone. Use "
+                "`sequential_update=True`, or `bn_data`."
+            )
+        return known
 
     def _check_data_fits(self, model) -> None:
         """Runs one row of array `bn_data` and `validation_data` through the
@@ -174,45 +263,65 @@ class SWACallback(keras.callbacks.Callback):
                     f"`{argument}` does not fit model {model.name!r}: {error}"
                 ) from error
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         if not self.average_non_trainable or self._finished:
             return
-        self._average_non_trainable_if_new_snapshot()
+        if not self._following:
+            self._start_following()
+        if self._schedule is not None and self._schedule.next_batch_snapshots():
+            statistics = self._swa._non_trainable_averages
+            statistics.expect_snapshot()
+            if not self._swa.sequential_update:
+                # The snapshot of this step is of the weights of before it:
+                # the statistics are those of now.
+                _ = self.model  # On JAX, writes the state back to the model.
+                statistics.catch_up(statistics.synced_count + 1)
 
-    def _average_non_trainable_if_new_snapshot(self) -> None:
-        """Averages the non-trainable variables in, by the optimizer's rule,
-        when a snapshot was taken since the last call."""
-        model = self.model  # On JAX, this brings the variables up to date.
-        count = self._swa.snapshot_count
-        if count == self._seen_snapshots:
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._following or self._finished:
             return
-        if count - self._seen_snapshots > 1:
-            warnings.warn(
-                "SWACallback saw several snapshots in one batch (is "
-                "`steps_per_execution` > 1?): the non-trainable averages only "
-                "include the state at batch ends.",
-                stacklevel=3,
-            )
-        self._seen_snapshots = count
-        current = [_kernels.read(v) for v in _averaged_non_trainable(model)]
-        if self._non_trainable_averages is None:
-            self._non_trainable_averages = [ops.copy(value) for value in current]
+        statistics = self._swa._non_trainable_averages
+        if self._schedule is not None:
+            count = statistics.synced_count + 1 if statistics.pending else None
         else:
-            self._non_trainable_averages = [
-                _kernels.blended(
-                    average,
-                    value,
-                    averaging_factor(self._swa.averaging, self._non_trainable_count, value.dtype),
+            count = self._read_snapshot_count()
+        if count is not None and count > statistics.synced_count:
+            _ = self.model  # On JAX, writes the state back to the model.
+            statistics.catch_up(count)
+
+    def _start_following(self) -> None:
+        """Reads the optimizer's counts, once."""
+        swa = self._swa
+        statistics = swa._non_trainable_averages
+        self._schedule = _SnapshotSchedule(swa) if self._snapshots_known else None
+        self._count_position = None
+        statistics.start_following(swa.snapshot_count, read_count=lambda: swa.snapshot_count)
+        self._following = True
+
+    def _read_snapshot_count(self) -> int:
+        """The optimizer's snapshot count after this batch; on JAX read from
+        `fit`'s training state, without writing it back to the model."""
+        model = self._model  # Not `self.model`, which would sync on JAX.
+        state = getattr(model, "_jax_state", None)
+        if (
+            keras.config.backend() == "jax"
+            and state
+            and not getattr(model, "_jax_state_synced", True)
+            and state.get("optimizer_variables") is not None
+        ):
+            if self._count_position is None:
+                # Where `fit` keeps it: `model.optimizer.variables` is the
+                # order of its optimizer state (a LossScaleOptimizer's first).
+                self._count_position = next(
+                    i for i, v in enumerate(model.optimizer.variables) if v is self._swa._snapshot_count
                 )
-                for average, value in zip(self._non_trainable_averages, current)
-            ]
-        self._non_trainable_count += 1
+            return int(ops.convert_to_numpy(state["optimizer_variables"][self._count_position]))
+        _ = self.model
+        return self._swa.snapshot_count
 
     def on_epoch_end(self, epoch, logs=None):
         if self.start_epoch is not None and epoch + 1 >= self.start_epoch and not self._finished:
-            self._swa.take_snapshot()
-            if self.average_non_trainable:
-                self._average_non_trainable_if_new_snapshot()
+            self._swa.take_snapshot()  # The non-trainable variables' too.
         if self.validation_data is not None and logs is not None:
             logs.update(self._score_average(logs))
         if self.finish_after_epoch is not None and epoch + 1 >= self.finish_after_epoch:
@@ -222,6 +331,10 @@ class SWACallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if not self._finished:
             self._finish()
+        if self._following:
+            self._swa._non_trainable_averages.stop_following()
+            self._following = False
+            self._schedule = None
 
     def _score_average(self, logs: dict) -> dict:
         model = self.model
@@ -260,11 +373,15 @@ class SWACallback(keras.callbacks.Callback):
 
     def _apply_average_statistics(self, model) -> None:
         if self.average_non_trainable:
-            if self._non_trainable_averages is not None:
-                for variable, average in zip(
-                    _averaged_non_trainable(model), self._non_trainable_averages
-                ):
-                    variable.assign(ops.copy(average))
+            statistics = self._swa._non_trainable_averages
+            statistics.catch_up()
+            if not statistics.assign_to_sources():
+                warnings.warn(
+                    "SWACallback kept the training values of the non-trainable "
+                    "variables: their averages hold no snapshot yet (the "
+                    "weights' were taken without `average_non_trainable=True`).",
+                    stacklevel=3,
+                )
         elif self.bn_data is not None:
             _update_bn(
                 model,
@@ -335,9 +452,25 @@ def _check_validation_data(validation_data: Any) -> None:
         )
 
 
-def _averaged_non_trainable(model) -> list:
-    return [
-        v
-        for v in model.non_trainable_variables
-        if keras.backend.is_float_dtype(v.dtype)
-    ]
+class _SnapshotSchedule:
+    """Which batches of `fit` end with an automatic snapshot, worked out in
+    Python from the optimizer's counts, read once: each batch is one `apply`
+    (`steps_per_execution=1`), an update unless the inner optimizer is
+    accumulating gradients, and update `t` is a snapshot when
+    `SWA._is_due_now(t)`."""
+
+    def __init__(self, swa: SWA) -> None:
+        self._swa = swa
+        self._update = swa.update_count
+        inner = swa.inner_optimizer
+        self._accumulation = getattr(inner, "gradient_accumulation_steps", None) or None
+        # Keras's raw count of `apply` calls, which decides the updates.
+        self._applies = int(ops.convert_to_numpy(inner._iterations)) if self._accumulation else 0
+
+    def next_batch_snapshots(self) -> bool:
+        """Whether the coming batch takes a snapshot; moves on to the next."""
+        updates = self._accumulation is None or (self._applies + 1) % self._accumulation == 0
+        self._applies += 1
+        snapshots = updates and self._swa._is_due_now(self._update)
+        self._update += int(updates)
+        return snapshots

@@ -155,3 +155,93 @@ test_that("a model compiled without SWA is refused by Python at fit()", {
     "SWACallback needs a model compiled with a kerasswa.SWA optimizer"
   )
 })
+
+# The moving mean and variance of a batch_norm_model() after each of `steps`
+# steps over consecutive batches of `x` (Keras: moving * momentum +
+# batch moment * (1 - momentum), from 0 and 1, biased batch variance).
+moving_statistics <- function(x, batch_size, steps, momentum) {
+  per_epoch <- nrow(x) %/% batch_size
+  mean <- rep(0, ncol(x))
+  variance <- rep(1, ncol(x))
+  lapply(seq_len(steps), function(step) {
+    rows <- ((step - 1L) %% per_epoch) * batch_size + seq_len(batch_size)
+    moments <- pass_statistics(x[rows, , drop = FALSE], batch_size)
+    mean <<- mean * momentum + moments$mean * (1 - momentum)
+    variance <<- variance * momentum + moments$variance * (1 - momentum)
+    list(mean = mean, variance = variance)
+  })
+}
+
+# The weights of snapshots 1..t in averaging_ema(decay, power = power):
+# snapshot tau enters with 1 - decay_(tau - 1) (a copy first) and is then
+# multiplied by every later decay_n = min(decay, 1 - (1 + n)^-power).
+ema_snapshot_weights <- function(t, decay, power) {
+  decays <- c(0, pmin(decay, 1 - (1 + seq_len(t - 1))^-power))
+  vapply(seq_len(t), function(tau)
+    (1 - decays[[tau]]) * prod(decays[-seq_len(tau)]), numeric(1))
+}
+
+statistics_swa_model <- function() {
+  batch_norm_model(optimizer_swa(optimizer_adam(0.01), start_averaging = 1,
+                                 average_period = 2,
+                                 averaging = averaging_ema(0.8, power = 0.75)),
+                   momentum = 0.7)
+}
+
+test_that("average_non_trainable averages the statistics by the weights' rule", {
+  skip_if_no_kerasswa()
+  data <- linear_data(n = 32L)
+  model <- statistics_swa_model()
+  model |> fit(data$x, data$y, batch_size = 8, epochs = 3, shuffle = FALSE,
+               verbose = 0,
+               callbacks = list(callback_swa(average_non_trainable = TRUE)))
+  # 12 updates, snapshots at t = 1, 3, ..., 11: the statistics after steps
+  # 2, 4, ..., 12 (counted from 1), weighted as the EMA weighs snapshots.
+  history <- moving_statistics(data$x, 8L, 12L, momentum = 0.7)[c(2, 4, 6, 8, 10, 12)]
+  weights <- ema_snapshot_weights(6L, decay = 0.8, power = 0.75)
+  expect_equal(sum(weights), 1)
+  expected <- lapply(c(mean = "mean", variance = "variance"), function(k)
+    Reduce(`+`, Map(function(w, s) w * s[[k]], weights, history)))
+  expect_equal(swa_snapshot_count(model), 6L)
+  expect_equal(batch_norm_statistics(model), expected, tolerance = 1e-5)
+})
+
+test_that("the averaged statistics are saved with the model and a resumed fit() continues them", {
+  skip_if_no_kerasswa()
+  data <- linear_data(n = 32L)
+  train <- function(model, epochs, initial_epoch = 1, callbacks = list())
+    model |> fit(data$x, data$y, batch_size = 8, epochs = epochs,
+                 initial_epoch = initial_epoch, shuffle = FALSE, verbose = 0,
+                 callbacks = c(list(callback_swa(average_non_trainable = TRUE)),
+                               callbacks))
+  whole <- statistics_swa_model()
+  train(whole, 4)
+
+  # Saved at the end of epoch 2 by a checkpoint: the training state, with
+  # the optimizer and its averages of the statistics.
+  file <- tempfile(fileext = ".keras")
+  on.exit(unlink(file))
+  first <- statistics_swa_model()
+  train(first, 2, callbacks = list(callback_model_checkpoint(file)))
+  resumed <- load_model(file)
+  train(resumed, 4, initial_epoch = 3)  # keras3 counts epochs from 1
+
+  expect_identical(swa_snapshot_count(resumed), 8L)
+  expect_identical(get_weights(resumed), get_weights(whole))
+  expect_identical(lapply(resumed$optimizer$variables, as_r_vector),
+                   lapply(whole$optimizer$variables, as_r_vector))
+})
+
+test_that("average_non_trainable refuses steps_per_execution > 1 when fit() starts", {
+  skip_if_no_kerasswa()
+  skip_if(keras3::config_backend() == "torch")  # refused by Keras itself
+  data <- linear_data(n = 16L)
+  model <- batch_norm_model()
+  model |> compile(optimizer = optimizer_swa("sgd"), loss = "mse",
+                   steps_per_execution = 2)
+  expect_error(
+    model |> fit(data$x, data$y, batch_size = 8, verbose = 0,
+                 callbacks = list(callback_swa(average_non_trainable = TRUE))),
+    "steps_per_execution=2"
+  )
+})

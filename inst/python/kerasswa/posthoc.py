@@ -47,6 +47,18 @@ lacks as float32), and `metadata`, a JSON string (a 0-d unicode array) with:
 the optimizer was built with) and `variables`: one entry per saved
 variable, `{"index": its position among the optimizer's (the model's)
 trainable variables, "path", "shape", "dtype"}`.
+
+When the optimizer keeps averages of the model's non-trainable variables
+(`SWACallback(average_non_trainable=True)`, one power EMA per profile, taken
+at the same snapshots as the weights'), a save also holds them, and the
+metadata the optional keys `non_trainable_variables` (how many the model
+has) and `statistics`: one entry per non-trainable variable `s`,
+`{"index": its position among the model's non-trainable variables, "path",
+"shape", "dtype", "averaged"}`, with the array `profile<p>_stat<s>` for an
+averaged (float) one and `copy<s>`, its value at the last snapshot, for an
+integer or boolean one. `posthoc_ema` rebuilds them with the weights'
+coefficients when every save it uses holds them. Readers of format
+version 1 that know nothing of them read the weights as before.
 """
 
 from __future__ import annotations
@@ -56,6 +68,7 @@ import math
 import numbers
 import os
 import re
+import warnings
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import keras
@@ -93,7 +106,10 @@ class PostHocEMA(SWA):
     the time unit and the file format.
 
     Everything `SWA` does holds; the average of `assign_average_vars`,
-    `use_average_vars` and `average_variables` is the first profile's. The
+    `use_average_vars` and `average_variables` is the first profile's. With
+    `SWACallback(average_non_trainable=True)` the model's batch-norm
+    statistics get one power EMA per profile too, which `save_profiles`
+    saves and `posthoc_ema` rebuilds with the weights' coefficients. The
     state costs one copy of the trainable weights per profile beside the
     inner optimizer's, all optimizer variables, saved with the model.
 
@@ -159,6 +175,10 @@ class PostHocEMA(SWA):
         )
         self.sigma_rels = sigma_rels
         self._rules = tuple(PowerEMA(sigma_rel=s) for s in sigma_rels)
+
+    def _non_trainable_rules(self) -> list:
+        """One power EMA of the non-trainable variables per profile."""
+        return list(self._rules)
 
     @property
     def gammas(self) -> Tuple[float, ...]:
@@ -298,6 +318,7 @@ class PostHocEMA(SWA):
                 for index, variable in saved
             ],
         }
+        arrays.update(self._statistics_arrays(metadata, count))
         arrays["metadata"] = np.array(json.dumps(metadata))
         path = os.path.join(folder, _FILE_NAME.format(count))
         partial = os.path.join(folder, f".{_FILE_NAME.format(count)}.{os.getpid()}.partial")
@@ -305,6 +326,45 @@ class PostHocEMA(SWA):
             np.savez(file, **arrays)
         os.replace(partial, path)
         return path
+
+    def _statistics_arrays(self, metadata: dict, count: int) -> dict:
+        """The averages of the non-trainable variables (one per profile) and
+        the copies of the integer and boolean ones, as saved arrays, with
+        their description added to `metadata`; none when they are not kept,
+        or do not hold the same snapshots as the weights."""
+        statistics = self._non_trainable_averages
+        statistics.catch_up()
+        if not statistics.attached:
+            return {}
+        if statistics.count != count:
+            warnings.warn(
+                f"`save_profiles` saves no averages of the non-trainable variables: "
+                f"they hold {statistics.count} snapshots and the weights {count}.",
+                stacklevel=3,
+            )
+            return {}
+        state = statistics.arrays()
+        entries, arrays = [], {}
+        for i, variable in enumerate(statistics.variables):
+            averaged = f"average0_{i}" in state
+            s = len(entries)
+            entries.append(
+                {
+                    "index": i,
+                    "path": _variable_name(variable),
+                    "shape": [int(d) for d in variable.shape],
+                    "dtype": keras.backend.standardize_dtype(variable.dtype),
+                    "averaged": averaged,
+                }
+            )
+            if averaged:
+                for p in range(len(self._rules)):
+                    arrays[f"profile{p}_stat{s}"] = _storable(state[f"average{p}_{i}"])
+            else:
+                arrays[f"copy{s}"] = np.asarray(state[f"copy_{i}"])
+        metadata["non_trainable_variables"] = len(entries)
+        metadata["statistics"] = entries
+        return arrays
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -435,7 +495,11 @@ def posthoc_ema(
     `snapshot_count` (least squares in float64 over their closed-form inner
     products, scaled to sum 1; see `kerasswa.posthoc`), and assigns the same
     combination of the saved averages to the model's trainable variables.
-    Non-trainable variables (batch-norm statistics) are left as they are.
+    Where the saves hold averages of the non-trainable variables
+    (`SWACallback(average_non_trainable=True)` during training), the same
+    combination of them goes to the model's batch-norm statistics (and the
+    integer and boolean ones get their value of the latest save used);
+    otherwise non-trainable variables are left as they are.
 
     The model may be another one than the one trained (a new process, say),
     as long as its trainable variables have the shapes of the saved ones,
@@ -459,8 +523,8 @@ def posthoc_ema(
     Raises:
         TypeError, ValueError: for a `folder` that is not a folder of saves
             of one run, a `snapshot_count` later than the last save, or a
-            model whose trainable variables do not match the saved ones;
-            nothing is changed then.
+            model whose trainable (or, with saved statistics, non-trainable)
+            variables do not match the saved ones; nothing is changed then.
 
     Example:
 
@@ -505,11 +569,15 @@ def posthoc_ema(
             )
     variables = _matching_variables(model, saves[-1])
     used = [(save, p) for save in saves if save["snapshot_count"] <= time for p in range(len(save["gammas"]))]
+    used_saves = list({id(save): save for save, _ in used}.values())
+    statistics = _matching_statistics(model, used_saves)
     times = np.array([save["snapshot_count"] for save, _ in used], dtype="float64")
     gammas = np.array([save["gammas"][p] for save, p in used], dtype="float64")
     weights, error = _solve(times, gammas, time, target.gamma)
+    averaged = [(s, v) for s, (v, entry) in enumerate(statistics) if entry["averaged"]]
     totals = [np.zeros(tuple(v.shape), "float64") for v in variables]
-    for save in {id(save): save for save, _ in used}.values():
+    statistic_totals = [np.zeros(tuple(v.shape), "float64") for _, v in averaged]
+    for save in used_saves:
         mine = [(k, p) for k, (s, p) in enumerate(used) if s is save and weights[k] != 0.0]
         if not mine:
             continue
@@ -517,8 +585,21 @@ def posthoc_ema(
             for k, p in mine:
                 for v, total in enumerate(totals):
                     total += weights[k] * arrays[f"profile{p}_var{v}"].astype("float64")
+                # The statistics' profiles are the weights': the same combination.
+                for (s, _), total in zip(averaged, statistic_totals):
+                    total += weights[k] * arrays[f"profile{p}_stat{s}"].astype("float64")
+    copies = []
+    if statistics:
+        # Integer and boolean state is never averaged: its value at the last
+        # snapshot used, that of the latest save.
+        with np.load(used_saves[-1]["path"], allow_pickle=False) as arrays:
+            copies = [(v, arrays[f"copy{s}"]) for s, (v, entry) in enumerate(statistics) if not entry["averaged"]]
     for variable, total in zip(variables, totals):
         variable.assign(ops.cast(ops.convert_to_tensor(total), variable.dtype))
+    for (_, variable), total in zip(averaged, statistic_totals):
+        variable.assign(ops.cast(ops.convert_to_tensor(total), variable.dtype))
+    for variable, value in copies:
+        variable.assign(ops.convert_to_tensor(value, variable.dtype))
     return error
 
 
@@ -666,16 +747,25 @@ def _read_saves(folder: Any) -> list:
         expected = {
             f"profile{p}_var{v}" for p in range(len(metadata["gammas"])) for v in range(len(metadata["variables"]))
         }
+        for s, entry in enumerate(metadata.get("statistics", [])):
+            if entry["averaged"]:
+                expected |= {f"profile{p}_stat{s}" for p in range(len(metadata["gammas"]))}
+            else:
+                expected.add(f"copy{s}")
         if not expected <= keys:
             raise ValueError(f"{path!r} in `folder` lacks arrays: {sorted(expected - keys)[:3]}")
         metadata["path"] = path
         saves.append(metadata)
     saves.sort(key=lambda save: save["snapshot_count"])
-    first = saves[0]
-    for save in saves[1:]:
-        # Not the variables' paths: Keras numbers its layers per session, so
-        # one run resumed in another session may name them differently.
-        for key in ("variables", "start_averaging", "average_period", "trainable_variables"):
+    compared = ("variables", "start_averaging", "average_period", "trainable_variables")
+    with_statistics = [save for save in saves if "statistics" in save]
+    # Not the variables' paths: Keras numbers its layers per session, so one
+    # run resumed in another session may name them differently. Statistics
+    # may be missing from some saves (kept from some point on only).
+    checks = [(saves, key) for key in compared] + [(with_statistics, "statistics")]
+    for group, key in checks:
+        for save in group[1:]:
+            first = group[0]
             if _comparable(save, key) != _comparable(first, key):
                 raise ValueError(
                     f"`folder` mixes saves of different runs: {key} differs between "
@@ -689,6 +779,8 @@ def _read_saves(folder: Any) -> list:
 def _comparable(save: dict, key: str) -> Any:
     if key == "variables":
         return [(v["index"], v["shape"], v["dtype"]) for v in save[key]]
+    if key == "statistics":
+        return [(v["index"], v["shape"], v["dtype"], v["averaged"]) for v in save[key]]
     return save[key]
 
 
@@ -713,6 +805,46 @@ def _matching_variables(model: keras.Model, save: dict) -> list:
             )
         variables.append(variable)
     return variables
+
+
+def _matching_statistics(model: keras.Model, saves: list) -> list:
+    """`(variable, entry)` for the model's non-trainable variables that the
+    saved statistics belong to, when every save used holds them; an empty
+    list (and a warning if some hold them) otherwise. Refuses a model whose
+    non-trainable variables do not match."""
+    holding = [save for save in saves if "statistics" in save]
+    if not holding:
+        return []
+    if len(holding) < len(saves):
+        warnings.warn(
+            "posthoc_ema leaves the non-trainable variables as they are: only "
+            f"{len(holding)} of the {len(saves)} saves used hold their averages "
+            "(`SWACallback(average_non_trainable=True)` was not used throughout).",
+            stacklevel=3,
+        )
+        return []
+    save = holding[-1]
+    variables = list(model.non_trainable_variables)
+    if len(variables) != save["non_trainable_variables"]:
+        raise ValueError(
+            f"`model` does not match the saved statistics: it has {len(variables)} "
+            f"non-trainable variables, the saves {save['non_trainable_variables']}. "
+            f"Received: model={model.name!r}"
+        )
+    matched = []
+    for entry in save["statistics"]:
+        variable = variables[entry["index"]]
+        if [int(d) for d in variable.shape] != entry["shape"] or (
+            keras.backend.standardize_dtype(variable.dtype) != entry["dtype"]
+        ):
+            raise ValueError(
+                f"`model` does not match the saved statistics: its non-trainable variable "
+                f"{_variable_name(variable)!r} is {keras.backend.standardize_dtype(variable.dtype)}"
+                f"{list(variable.shape)}, the saved {entry['path']!r} {entry['dtype']}{entry['shape']}. "
+                f"Received: model={model.name!r}"
+            )
+        matched.append((variable, entry))
+    return matched
 
 
 def check_sigma_rels(value: Any) -> Tuple[float, ...]:

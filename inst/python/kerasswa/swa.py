@@ -19,7 +19,8 @@ from keras.src import backend as keras_backend
 from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from kerasswa import _kernels, _validation
-from kerasswa.averaging import Averaging, averaging_factor, check_averaging, serialize_averaging
+from kerasswa.averaging import Averaging, averaging_factors, check_averaging, serialize_averaging
+from kerasswa.nontrainable import NonTrainableAverages
 
 OptimizerLike = Union[keras.optimizers.Optimizer, str, dict]
 
@@ -223,6 +224,9 @@ class SWA(keras.optimizers.Optimizer):
         self.average_period = average_period
         self.sequential_update = sequential_update
         self.averaging = averaging
+        # Empty until `SWACallback(average_non_trainable=True)` attaches the
+        # model's non-trainable variables; saved with the optimizer.
+        self._non_trainable_averages = NonTrainableAverages()
         if new_learning_rate is not None:
             inner.learning_rate = new_learning_rate
         # The last update count this optimizer wrote, with the tensor that
@@ -490,7 +494,9 @@ class SWA(keras.optimizers.Optimizer):
         decide when to average: at the end of an epoch, of a learning-rate
         cycle, or from a callback (`SWACallback(start_epoch=...)` does it at
         epoch ends). It works between `fit` calls and from callbacks, on
-        every backend.
+        every backend. Once `SWACallback(average_non_trainable=True)` has
+        attached the model's non-trainable variables, they join their
+        averages too.
 
         Example:
 
@@ -513,7 +519,17 @@ class SWA(keras.optimizers.Optimizer):
                 "no weights yet. Call it after training has started (or after "
                 "`optimizer.build(model.trainable_variables)`)."
             )
+        statistics = self._non_trainable_averages
+        # Before: one the running `fit` still owes them is of the weights of
+        # before this snapshot.
+        statistics.catch_up()
         self._take_snapshot_in_place()
+        statistics.take_manual_snapshot()
+
+    def _non_trainable_rules(self) -> list:
+        """The rules of the averages of the non-trainable variables: the
+        weights' one."""
+        return [self.averaging]
 
     def _snapshot_if(self, take):
         if _needs_tf_merge_call():
@@ -643,12 +659,7 @@ class SWA(keras.optimizers.Optimizer):
         for each of `averages` (one tensor per dtype), by the rule
         `averaging` (this optimizer's by default): the one place where a
         snapshot asks its rule how much it counts."""
-        averaging = self.averaging if averaging is None else averaging
-        by_dtype = {}
-        for average in averages:
-            if average.dtype not in by_dtype:
-                by_dtype[average.dtype] = averaging_factor(averaging, count, average.dtype)
-        return [by_dtype[average.dtype] for average in averages]
+        return averaging_factors(self.averaging if averaging is None else averaging, count, averages)
 
     def _update_moments_in_place(self, weights, factors, count) -> None:
         """A hook for subclasses: update their state after the averages."""
