@@ -359,8 +359,8 @@ $(BENCH_STAMP): requirements/bench.txt $(PY_STAMP)
 # bench/RESULTS.md and its plots. Each run prints how long it took. The
 # profiler reads TensorFlow's traces; quality.py runs on JAX, where SWAG's
 # sampling is 7 times faster.
-BENCH_RUNS := overhead:tensorflow snapshot:tensorflow overhead:jax snapshot:jax overhead:torch \
-	snapshot:torch kernel_profile:tensorflow memory:tensorflow quality:jax
+BENCH_RUNS := overhead:tensorflow snapshot:tensorflow step_wall:tensorflow overhead:jax snapshot:jax \
+	step_wall:jax overhead:torch snapshot:torch kernel_profile:tensorflow memory:tensorflow quality:jax
 
 bench: install-python $(BENCH_STAMP)
 	@for run in $(BENCH_RUNS); do \
