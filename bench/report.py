@@ -625,7 +625,7 @@ def main():
     lines = [
         "# kerasswa benchmarks",
         "",
-        "Made by `make bench` (about 25 minutes on 2 CPU cores); every number below comes from the JSON files in "
+        "Made by `make bench` (about 35 minutes on 2 CPU cores); every number below comes from the JSON files in "
         "`bench/results/`, written by `bench/overhead.py`, `bench/snapshot.py`, `bench/step_wall.py`, `bench/kernel_profile.py`, `bench/memory.py` and `bench/quality.py` and turned into "
         "this page by `bench/report.py`.",
         "",
