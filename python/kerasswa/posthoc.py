@@ -78,7 +78,7 @@ from keras.src.utils import io_utils
 
 from kerasswa import _kernels, _validation
 from kerasswa.averaging import PowerEMA, check_sigma_rel
-from kerasswa.swa import SWA, OptimizerLike, _find_swa, _variable_name
+from kerasswa.swa import SWA, OptimizerLike, _find_swa, _keras_version, _variable_name
 
 FORMAT = "kerasswa.posthoc_ema"
 FORMAT_VERSION = 1
@@ -87,6 +87,9 @@ _FILE_PATTERN = re.compile(r"^posthoc-ema-(\d+)\.npz$")
 # Least squares over more profiles than this would take minutes and
 # gigabytes; no useful schedule needs it.
 _MAX_PLANNED_PROFILES = 4000
+
+# Under `steps_per_execution > 1`, which batch index `on_train_batch_end` gets.
+_BATCH_END_GETS_THE_LAST_INDEX = _keras_version() >= (3, 11)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -448,13 +451,25 @@ class PostHocEMACheckpoint(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.save_freq == "epoch":
             return
-        # With `steps_per_execution > 1` Keras calls this once per execution,
-        # with the index of its last batch.
-        self._batches_since_save += batch - self._last_batch
-        self._last_batch = batch
+        last = self._last_batch_of_execution(batch)
+        self._batches_since_save += last - self._last_batch
+        self._last_batch = last
         if self._batches_since_save >= self.save_freq:
             self._batches_since_save = 0
             self._save()
+
+    def _last_batch_of_execution(self, batch: int) -> int:
+        """The index of the last batch that the execution just ended ran.
+
+        With `steps_per_execution > 1` Keras calls `on_train_batch_end` once
+        per execution: from Keras 3.11 with the index of its last batch,
+        before that with the index of its first."""
+        if _BATCH_END_GETS_THE_LAST_INDEX:
+            return batch
+        per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        steps = (self.params or {}).get("steps")
+        last = batch + per_execution - 1
+        return last if steps is None else min(last, steps - 1)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import keras
 import numpy as np
@@ -301,7 +301,7 @@ class SWA(keras.optimizers.Optimizer):
     def iterations(self):
         """The inner optimizer's step count, which drives its learning-rate
         schedule (see `update_count` for the updates made through SWA)."""
-        return self.inner_optimizer.iterations
+        return _update_counter(self.inner_optimizer)
 
     @property
     def update_count(self) -> int:
@@ -357,11 +357,11 @@ class SWA(keras.optimizers.Optimizer):
 
         step = ops.copy(self._iterations)
         if self.sequential_update:
-            inner_before = ops.copy(self.inner_optimizer.iterations)
+            inner_before = ops.copy(self.iterations)
             self._apply_inner(grads, trainable_variables)
             # The inner optimizer may skip the update (gradient accumulation);
             # only a real update counts.
-            updated = ops.greater(self.inner_optimizer.iterations, inner_before)
+            updated = ops.greater(self.iterations, inner_before)
             if self.start_averaging is not None:
                 self._snapshot_if(ops.logical_and(self._is_due(step), updated))
         else:
@@ -443,9 +443,9 @@ class SWA(keras.optimizers.Optimizer):
                 self._apply_inner(grads, trainable_variables)
                 updated = True
             else:
-                before = int(self.inner_optimizer.iterations)
+                before = int(self.iterations)
                 self._apply_inner(grads, trainable_variables)
-                updated = int(self.inner_optimizer.iterations) > before
+                updated = int(self.iterations) > before
             if updated and self._is_due_now(step):
                 self._take_snapshot_in_place()
         else:
@@ -475,6 +475,10 @@ class SWA(keras.optimizers.Optimizer):
         # with; those left out of this update get none.
         given = {inner._var_key(v): g for v, g in zip(trainable_variables, grads)}
         weights = list(inner._trainable_variables)
+        if not weights and isinstance(inner, keras.optimizers.LossScaleOptimizer):
+            # Keras 3.8's LossScaleOptimizer.build records no variables of
+            # its own; the optimizer it wraps holds the list.
+            weights = list(inner.inner_optimizer._trainable_variables)
         state = inner.variables
         new_weights, new_state = inner.stateless_apply(
             [_kernels.read(v) for v in state],
@@ -987,6 +991,13 @@ class _CountArrays:
         return self._arrays[index]
 
 
+def _keras_version() -> Tuple[int, int]:
+    """Keras's (major, minor) version, for the few places where its
+    behaviour changed between the versions kerasswa supports."""
+    major, minor = keras.version().split(".")[:2]
+    return int(major), int(minor)
+
+
 def _find_swa(model, kind: type = SWA, user: str = "SWACallback") -> SWA:
     if not isinstance(model, keras.Model):
         raise TypeError(
@@ -1027,6 +1038,16 @@ def _check_update(optimizer: SWA, grads: list, trainable_variables: list) -> Non
                 f"{tuple(grad_shape)}, but the variable has shape "
                 f"{tuple(variable.shape)}. No variable was changed."
             )
+
+
+def _update_counter(optimizer: keras.optimizers.Optimizer) -> keras.Variable:
+    """The variable that counts the updates `optimizer` applies. A
+    `LossScaleOptimizer`'s is that of the optimizer it wraps: later Keras
+    versions answer it from `iterations`; Keras 3.8's `iterations` is a
+    counter of its own that no update advances."""
+    while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    return optimizer.iterations
 
 
 def _check_inner_is_free(inner: keras.optimizers.Optimizer, var_list: list) -> None:

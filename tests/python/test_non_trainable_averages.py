@@ -412,9 +412,10 @@ def test_the_file_of_a_model_that_averages_no_statistics_is_unchanged(tmp_path):
     model.fit(x, y, epochs=1, **FIT)
     model.save_weights(tmp_path / "plain.weights.h5")
     with h5py.File(tmp_path / "plain.weights.h5") as file:
-        names = []
-        file.visit(names.append)
-    assert not any("non_trainable" in name for name in names)
+        arrays = []
+        file.visititems(lambda name, item: arrays.append(name) if isinstance(item, h5py.Dataset) else None)
+    # No array (Keras 3.8 writes an empty group for every object it walks).
+    assert arrays and not any("non_trainable" in name for name in arrays)
 
 
 def test_snapshots_taken_without_the_statistics_are_reported():

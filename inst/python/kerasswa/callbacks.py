@@ -12,7 +12,7 @@ from keras import ops
 
 from kerasswa import _kernels, _validation
 from kerasswa.batchnorm import _inputs_of, _is_array_data, _shown, _update_bn, check_data
-from kerasswa.swa import SWA, _find_swa, _restored
+from kerasswa.swa import SWA, _find_swa, _keras_version, _restored
 
 
 # The attribute of the SWA optimizer where a finished `fit` leaves the training
@@ -417,8 +417,7 @@ class SWACallback(keras.callbacks.Callback):
 
 
 def _evaluate_forgets_fit_layouts() -> bool:
-    version = tuple(int(part) for part in keras.version().split(".")[:2])
-    return keras.config.backend() == "jax" and (3, 9) <= version < (3, 12)
+    return keras.config.backend() == "jax" and (3, 9) <= _keras_version() < (3, 12)
 
 
 def _check_validation_data(validation_data: Any) -> None:
