@@ -182,7 +182,7 @@ test_that("a learning-rate function of no arguments is called with none", {
     calls <<- calls + 1
     0.5
   }
-  weights <- list(keras_variable(c(1, 1), dtype = "float32"))
+  weights <- list(new_variable(c(1, 1)))
   swa <- optimizer_swa(optimizer_sgd(0.01), learning_rate = rate)
   swa$apply(list(op_full(2, 0.1)), weights)
   expect_equal(as_r_vector(weights[[1]]), c(0.95, 0.95), tolerance = 1e-6)
