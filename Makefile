@@ -184,15 +184,19 @@ test:
 # takes 25 s of CPU, most of it for modules the one test there never
 # imports); that test's Python writes the byte code of what it imports
 # (PIP_NO_COMPILE=1 would mean the opposite: pip reads it as compile = 1).
+# TMPDIR of its own, removed after: the pip that upgrades itself there leaves
+# a copy of its certificates (tmp...cacert.pem) in the temporary folder.
 SETUP_HOME := $(abspath .cache)
 R_KERAS_STAMP := $(SETUP_HOME)/virtualenvs/r-keras/.made-by-install-keras
 
 $(R_KERAS_STAMP): | install-r-deps
 	@echo "Creating r-keras with keras3::install_keras() in $(SETUP_HOME)/virtualenvs (a few minutes, once) ..."
-	@mkdir -p $(SETUP_HOME)/virtualenvs
+	@mkdir -p $(SETUP_HOME)/virtualenvs $(SETUP_HOME)/install-keras-tmp
 	@cd $(SETUP_HOME) && env -u RETICULATE_PYTHON WORKON_HOME=$(SETUP_HOME)/virtualenvs PIP_COMPILE=false \
+		TMPDIR=$(SETUP_HOME)/install-keras-tmp \
 		Rscript -e 'keras3::install_keras(backend = "tensorflow", gpu = FALSE, restart_session = FALSE)' \
 		>$(SETUP_HOME)/install-keras.log 2>&1 || { tail -40 $(SETUP_HOME)/install-keras.log; exit 1; }
+	@rm -rf $(SETUP_HOME)/install-keras-tmp
 	@touch $@
 
 # testthat against the package installed in $(RLIB), on TensorFlow and on JAX.

@@ -21,6 +21,12 @@ os.environ.setdefault(
     "HYPOTHESIS_STORAGE_DIRECTORY",
     str(pathlib.Path(__file__).resolve().parents[2] / ".cache" / "hypothesis"),
 )
+# torch.compile's cache too, which would otherwise stay in the temporary
+# folder (torchinductor_<user>) after the run.
+os.environ.setdefault(
+    "TORCHINDUCTOR_CACHE_DIR",
+    str(pathlib.Path(__file__).resolve().parents[2] / ".cache" / "torchinductor"),
+)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
