@@ -145,12 +145,15 @@ PYTHON_OLDEST ?= $(firstword $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versi
 OLDEST_VENV := .cache/venv-oldest
 OLDEST_STAMP := $(OLDEST_VENV)/.installed
 
+# `venv` runs Python 3.9's own pip from its wheel, which leaves a copy of its
+# certificates (tmp...cacert.pem) in TMPDIR: a folder of its own, removed after.
 $(OLDEST_STAMP): requirements/oldest.txt
 	@$(PYTHON_OLDEST) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(PYTHON_OLDEST_VERSION)")' 2>/dev/null || { \
 		echo "test-python-oldest needs Python $(PYTHON_OLDEST_VERSION), the oldest kerasswa declares; $(PYTHON_OLDEST) is missing or another version:" \
 			"install it (pyenv install $(PYTHON_OLDEST_VERSION)) or name it: make test-python-oldest PYTHON_OLDEST=/path/to/python$(PYTHON_OLDEST_VERSION)" >&2; exit 1; }
 	@echo "Creating $(OLDEST_VENV) with Python $(PYTHON_OLDEST_VERSION) and the oldest versions declared (once) ..."
-	@rm -rf $(OLDEST_VENV) && $(PYTHON_OLDEST) -m venv $(OLDEST_VENV)
+	@rm -rf $(OLDEST_VENV) .cache/venv-oldest-tmp && mkdir -p .cache/venv-oldest-tmp && \
+		TMPDIR=$(abspath .cache)/venv-oldest-tmp $(PYTHON_OLDEST) -m venv $(OLDEST_VENV) && rm -rf .cache/venv-oldest-tmp
 	@$(OLDEST_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements/oldest.txt 2>&1 | $(PIP_QUIET)
 	@broken=$$($(OLDEST_VENV)/bin/python -m pip check --disable-pip-version-check) || { echo "$$broken" >&2; exit 1; }
 	@touch $@
@@ -184,19 +187,15 @@ test:
 # takes 25 s of CPU, most of it for modules the one test there never
 # imports); that test's Python writes the byte code of what it imports
 # (PIP_NO_COMPILE=1 would mean the opposite: pip reads it as compile = 1).
-# TMPDIR of its own, removed after: the pip that upgrades itself there leaves
-# a copy of its certificates (tmp...cacert.pem) in the temporary folder.
 SETUP_HOME := $(abspath .cache)
 R_KERAS_STAMP := $(SETUP_HOME)/virtualenvs/r-keras/.made-by-install-keras
 
 $(R_KERAS_STAMP): | install-r-deps
 	@echo "Creating r-keras with keras3::install_keras() in $(SETUP_HOME)/virtualenvs (a few minutes, once) ..."
-	@mkdir -p $(SETUP_HOME)/virtualenvs $(SETUP_HOME)/install-keras-tmp
+	@mkdir -p $(SETUP_HOME)/virtualenvs
 	@cd $(SETUP_HOME) && env -u RETICULATE_PYTHON WORKON_HOME=$(SETUP_HOME)/virtualenvs PIP_COMPILE=false \
-		TMPDIR=$(SETUP_HOME)/install-keras-tmp \
 		Rscript -e 'keras3::install_keras(backend = "tensorflow", gpu = FALSE, restart_session = FALSE)' \
 		>$(SETUP_HOME)/install-keras.log 2>&1 || { tail -40 $(SETUP_HOME)/install-keras.log; exit 1; }
-	@rm -rf $(SETUP_HOME)/install-keras-tmp
 	@touch $@
 
 # testthat against the package installed in $(RLIB), on TensorFlow and on JAX.

@@ -6,6 +6,7 @@ Each pytest process runs on one Keras backend, chosen by `KERAS_BACKEND`
 
 import os
 import pathlib
+import shutil
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,7 +23,8 @@ os.environ.setdefault(
     str(pathlib.Path(__file__).resolve().parents[2] / ".cache" / "hypothesis"),
 )
 # torch.compile's cache too, which would otherwise stay in the temporary
-# folder (torchinductor_<user>) after the run.
+# folder (torchinductor_<user>) after the run; its precompiled headers go
+# there whatever this says (see `_torch_compile_leaves_no_files`).
 os.environ.setdefault(
     "TORCHINDUCTOR_CACHE_DIR",
     str(pathlib.Path(__file__).resolve().parents[2] / ".cache" / "torchinductor"),
@@ -53,6 +55,23 @@ def to_numpy(value):
 def tensor(values, dtype="float32"):
     """A backend tensor (the torch backend refuses NumPy gradients)."""
     return keras.ops.convert_to_tensor(np.asarray(values, dtype=dtype))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_compile_leaves_no_files():
+    """Removes the folder that torch.compile makes in the temporary folder
+    for its precompiled headers (`torch._inductor.codecache._HEADER_DIR`,
+    not moved by TORCHINDUCTOR_CACHE_DIR), when this session made it."""
+    if BACKEND != "torch":
+        yield
+        return
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    folder = pathlib.Path(default_cache_dir())
+    made_here = not folder.exists()
+    yield
+    if made_here:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
