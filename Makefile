@@ -87,7 +87,7 @@ help:
 	@echo "make demo   train a small model with SWA from R and compare it with plain SGD"
 	@echo "make test   run every Python test (TensorFlow, JAX, PyTorch backends) and R test, R CMD check and the site test, four at a time"
 	@echo "make docs   regenerate man/ and NAMESPACE with roxygen2"
-	@echo "make bench  measure the cost and benefit of SWA; writes bench/RESULTS.md (about 35 minutes)"
+	@echo "make bench  measure the cost and benefit of SWA; writes bench/RESULTS.md (about 50 minutes)"
 	@echo "make site   build the documentation site into docs/, offline, running every example"
 	@echo "make site-test  open the site in headless Chromium and check every page renders"
 	@echo "make fuzz   the property-based tests with 30 examples per argument, on every backend (about 12 minutes)"

@@ -11,7 +11,7 @@ import pathlib
 import platform
 import statistics
 import sys
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -73,6 +73,12 @@ def table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def load(name: str) -> Optional[dict]:
+    """The results file `name` written by `write`, or None if there is none."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def write(name: str, payload: dict) -> pathlib.Path:

@@ -3,7 +3,6 @@
     python bench/report.py
 """
 
-import json
 import math
 import pathlib
 
@@ -23,9 +22,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 BEFORE = "before"
 
 
-def load(name):
-    path = common.RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+load = common.load
 
 
 def overhead_section(runs, before):
@@ -625,7 +622,7 @@ def main():
     lines = [
         "# kerasswa benchmarks",
         "",
-        "Made by `make bench` (about 35 minutes on 2 CPU cores); every number below comes from the JSON files in "
+        "Made by `make bench` (about 50 minutes on 2 CPU cores); every number below comes from the JSON files in "
         "`bench/results/`, written by `bench/overhead.py`, `bench/snapshot.py`, `bench/step_wall.py`, `bench/kernel_profile.py`, `bench/memory.py` and `bench/quality.py` and turned into "
         "this page by `bench/report.py`.",
         "",
@@ -655,7 +652,8 @@ def main():
             sweep_plot(quality)
     lines += ["## Commands", ""]
     for run in runs + snapshots + step_wall + [r for r in (profile, memory, quality) if r]:
-        lines.append(f"- `{run['command']}`")
+        for command in run.get("earlier_commands", []) + [run["command"]]:
+            lines.append(f"- `{command}`")
     (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {HERE / 'RESULTS.md'}")
 

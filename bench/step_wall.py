@@ -21,6 +21,11 @@ median step time, and the ratio of process CPU time (summed over threads, it
 moves less with the rest of the machine).
 
     KERAS_BACKEND=tensorflow python bench/step_wall.py [--models mlp-3M,wide-16M,deep-120]
+
+`--sessions N` gives the models measured N sets of builds, with as many
+rounds per set as MODELS gives (more rounds, a narrower interval); `--update`
+replaces only the measured models' rows in the results file, keeping the
+others and the commands that made them.
 """
 
 from __future__ import annotations
@@ -49,10 +54,11 @@ VARIANTS = {
 # the sessions they are split into: each session builds every variant anew.
 # Two builds of one model can differ by a percent or two in speed (bare SGD's
 # mlp-3M step took 19.7 ms in one run of this script and 20.4 ms in the next),
-# which pairing within one build cannot remove; six sets of builds average
-# it out. deep-120's effect is twenty times that: one set serves.
+# which pairing within one build cannot remove; twelve sets of builds
+# average it out (with six, SWA k=100 on wide-16M gave medians of 1.013 and
+# 1.001 in two runs). deep-120's effect is twenty times that: one set serves.
 MODELS = dict(
-    {name: dict(spec, steps=40, rounds=36, sessions=6) for name, spec in MODELS.items()},
+    {name: dict(spec, steps=40, rounds=72, sessions=12) for name, spec in MODELS.items()},
     **{"deep-120": dict(inputs=64, layers=[64] * 60, batch=32, steps=300, rounds=12, sessions=1)},
 )
 
@@ -119,7 +125,7 @@ def launch_cost(count=120, calls=300, repetitions=9):
         state = [tf.Variable(tf.zeros((64, 64))) for _ in range(count + 1)]
 
         def program(variables):
-            @tf.function(jit_compile=True)
+            @tf.function(jit_compile=True, autograph=False)  # plain Python loop: nothing to convert
             def step():
                 for variable in variables:
                     variable.assign_add(tf.ones((64, 64)))
@@ -161,14 +167,22 @@ def launch_cost(count=120, calls=300, repetitions=9):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--sessions", type=int, help="sets of builds per model (default: MODELS's)")
+    parser.add_argument("--update", action="store_true", help="keep the other models' rows of the results file")
     arguments = parser.parse_args()
+    names = arguments.models.split(",")
+    specs = {name: dict(MODELS[name]) for name in names}
+    if arguments.sessions:
+        for spec in specs.values():
+            spec["rounds"] = spec["rounds"] // spec["sessions"] * arguments.sessions
+            spec["sessions"] = arguments.sessions
     backend = keras.config.backend()
     random.seed(0)
     rng = np.random.default_rng(0)
     results = []
-    for model_name in arguments.models.split(","):
+    for model_name in names:
         start = time.perf_counter()
-        rows, snapshots = measure(MODELS[model_name], rng)
+        rows, snapshots = measure(specs[model_name], rng)
         for row in rows:
             results.append(dict(row, backend=backend, model=model_name, snapshots=snapshots))
         print(f"{backend} {model_name}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -184,13 +198,16 @@ def main():
             ],
         )
     )
-    common.write(
-        f"step-wall-{backend}",
-        dict(
-            results=results, launch_us_per_variable=per_variable,
-            models={m: MODELS[m] for m in arguments.models.split(",")},
-        ),
-    )
+    payload = dict(results=results, launch_us_per_variable=per_variable, models=specs)
+    earlier = common.load(f"step-wall-{backend}") if arguments.update else None
+    if earlier:
+        order = list(MODELS).index
+        kept = [row for row in earlier["results"] if row["model"] not in specs]
+        payload["results"] = sorted(kept + results, key=lambda row: order(row["model"]))  # stable
+        models = {**earlier["models"], **specs}
+        payload["models"] = {name: models[name] for name in sorted(models, key=order)}
+        payload["earlier_commands"] = earlier.get("earlier_commands", []) + [earlier["command"]]
+    common.write(f"step-wall-{backend}", payload)
 
 
 if __name__ == "__main__":
