@@ -799,16 +799,21 @@ def _comparable(save: dict, key: str) -> Any:
     return save[key]
 
 
+def _check_count(model: keras.Model, variables: list, save: dict, key: str, saved: str) -> None:
+    """Refuses a model whose count of `key` variables is not the saves'."""
+    if len(variables) != save[key]:
+        raise ValueError(
+            f"`model` does not match the saved {saved}: it has {len(variables)} "
+            f"{key.replace('_variables', '').replace('_', '-')} variables, the saves {save[key]}. "
+            f"Received: model={model.name!r}"
+        )
+
+
 def _matching_variables(model: keras.Model, save: dict) -> list:
     """The model's trainable variables that the saved averages belong to;
     refuses a model whose variables do not match."""
     trainable = list(model.trainable_variables)
-    if len(trainable) != save["trainable_variables"]:
-        raise ValueError(
-            f"`model` does not match the saved profiles: it has {len(trainable)} "
-            f"trainable variables, the saves {save['trainable_variables']}. "
-            f"Received: model={model.name!r}"
-        )
+    _check_count(model, trainable, save, "trainable_variables", "profiles")
     variables = []
     for entry in save["variables"]:
         variable = trainable[entry["index"]]
@@ -840,12 +845,7 @@ def _matching_statistics(model: keras.Model, saves: list) -> list:
         return []
     save = holding[-1]
     variables = list(model.non_trainable_variables)
-    if len(variables) != save["non_trainable_variables"]:
-        raise ValueError(
-            f"`model` does not match the saved statistics: it has {len(variables)} "
-            f"non-trainable variables, the saves {save['non_trainable_variables']}. "
-            f"Received: model={model.name!r}"
-        )
+    _check_count(model, variables, save, "non_trainable_variables", "statistics")
     matched = []
     for entry in save["statistics"]:
         variable = variables[entry["index"]]

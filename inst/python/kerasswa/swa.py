@@ -301,7 +301,7 @@ class SWA(keras.optimizers.Optimizer):
     def iterations(self):
         """The inner optimizer's step count, which drives its learning-rate
         schedule (see `update_count` for the updates made through SWA)."""
-        return _update_counter(self.inner_optimizer)
+        return _wrapped(self.inner_optimizer).iterations
 
     @property
     def update_count(self) -> int:
@@ -474,11 +474,7 @@ class SWA(keras.optimizers.Optimizer):
         # `stateless_apply` takes a gradient for each variable it was built
         # with; those left out of this update get none.
         given = {inner._var_key(v): g for v, g in zip(trainable_variables, grads)}
-        weights = list(inner._trainable_variables)
-        if not weights and isinstance(inner, keras.optimizers.LossScaleOptimizer):
-            # Keras 3.8's LossScaleOptimizer.build records no variables of
-            # its own; the optimizer it wraps holds the list.
-            weights = list(inner.inner_optimizer._trainable_variables)
+        weights = list(_wrapped(inner)._trainable_variables)
         state = inner.variables
         new_weights, new_state = inner.stateless_apply(
             [_kernels.read(v) for v in state],
@@ -1040,14 +1036,14 @@ def _check_update(optimizer: SWA, grads: list, trainable_variables: list) -> Non
             )
 
 
-def _update_counter(optimizer: keras.optimizers.Optimizer) -> keras.Variable:
-    """The variable that counts the updates `optimizer` applies. A
-    `LossScaleOptimizer`'s is that of the optimizer it wraps: later Keras
-    versions answer it from `iterations`; Keras 3.8's `iterations` is a
-    counter of its own that no update advances."""
+def _wrapped(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """The optimizer that `LossScaleOptimizer`s (if any) wrap: the one that
+    holds the weights' list and counts the updates. Later Keras versions
+    answer both from the loss-scale optimizer too; Keras 3.8's records no
+    variables and has an `iterations` of its own that no update advances."""
     while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = optimizer.inner_optimizer
-    return optimizer.iterations
+    return optimizer
 
 
 def _check_inner_is_free(inner: keras.optimizers.Optimizer, var_list: list) -> None:
